@@ -1,0 +1,1 @@
+"""PerTok: expressive MIDI tokenization (composition and performance kept apart)."""
