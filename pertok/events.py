@@ -1,0 +1,198 @@
+"""Scores to event tables and back: what the tokens hold, as NumPy columns.
+
+An EventTable is the quantized content of a piece: bars, and one row per tempo change,
+sustain-pedal press and note, in token order. Encoding writes it as tokens; decoding
+parses tokens back into it; `table_to_score` turns it into a symusic Score.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import symusic
+
+from pertok.config import PerTokConfig
+from pertok.errors import EmptyScoreError, InvalidScoreError
+from pertok.timing import (BarMap, bar_length_ticks, build_bar_map, project_time_signature,
+                           snap_durations, snap_onsets, snap_to_values)
+from pertok.vocab import DRUM_PROGRAM, Vocabulary
+
+TEMPO, PEDAL, NOTE = 0, 1, 2  # event kinds, in their order at one grid position
+MAX_QPM = 2000.0  # tempos above this (or below MIN_QPM) are treated as corrupt files
+MIN_QPM = 1.0
+
+
+@dataclasses.dataclass
+class EventTable:
+    """Quantized events of a piece, sorted in token order.
+
+    Columns (one row per event): kind (TEMPO/PEDAL/NOTE), bar, position (ticks after the bar
+    line, on the union grid), microtiming (signed bin), program (MIDI program or
+    DRUM_PROGRAM; tempo rows -2), pitch, velocity (index of the Velocity token),
+    duration (ticks, a sum of Duration token values), tempo (index of the Tempo token).
+    """
+
+    bars: BarMap
+    kind: np.ndarray
+    bar: np.ndarray
+    position: np.ndarray
+    microtiming: np.ndarray
+    program: np.ndarray
+    pitch: np.ndarray
+    velocity: np.ndarray
+    duration: np.ndarray
+    tempo: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "bars"}
+
+
+def _signature_lengths(vocab: Vocabulary) -> np.ndarray:
+    tpq = vocab.config.ticks_per_quarter
+    return np.array([bar_length_ticks(n, d, tpq) for n, d in vocab.time_signatures], np.int64)
+
+
+def four_four_index(vocab: Vocabulary) -> int:
+    """TimeSig index of 4/4 (-1 when TimeSig tokens are off or 4/4 has none)."""
+    return vocab.time_signatures.index((4, 4)) if (4, 4) in vocab.time_signatures else -1
+
+
+def check_score(score: symusic.Score) -> None:
+    """Refuse scores with absurd resolution or tempo, and scores without notes."""
+    if not 1 <= score.ticks_per_quarter <= 32767:
+        raise InvalidScoreError(f"ticks per quarter {score.ticks_per_quarter} outside 1..32767")
+    mspq = score.tempos.numpy()["mspq"].astype(np.float64)
+    if len(mspq) and (mspq.min() <= 0 or not MIN_QPM <= (6e7 / mspq).min() <= (6e7 / mspq).max() <= MAX_QPM):
+        raise InvalidScoreError(
+            f"tempo outside {MIN_QPM:g}..{MAX_QPM:g} quarter notes per minute")
+    if score.note_num() == 0:
+        raise EmptyScoreError("the score has no notes")
+
+
+def _raw_events(score: symusic.Score, vocab: Vocabulary) -> dict[str, np.ndarray]:
+    """Concatenate notes, pedals and tempos of all tracks, times rescaled to our tpq."""
+    config = vocab.config
+    scale = config.ticks_per_quarter / score.ticks_per_quarter
+    columns: dict[str, list] = {k: [] for k in ("kind", "onset", "duration", "program", "pitch", "velocity")}
+
+    def add(kind, onset, duration, program, pitch, velocity):
+        n = len(onset)
+        for key, value in zip(columns, (kind, onset, duration, program, pitch, velocity)):
+            columns[key].append(np.broadcast_to(np.asarray(value), (n,)))
+
+    for track in score.tracks:
+        program = DRUM_PROGRAM if track.is_drum else int(track.program)
+        low, high = config.drum_pitch_range if track.is_drum else config.pitch_range
+        notes = track.notes.numpy()
+        pitch = notes["pitch"].astype(np.int64)  # symusic gives int8
+        keep = (pitch >= low) & (pitch <= high)
+        add(NOTE, notes["time"][keep] * scale, notes["duration"][keep] * scale, program,
+            pitch[keep], notes["velocity"][keep].astype(np.int64))
+        if config.use_sustain_pedal and len(track.pedals):
+            pedals = track.pedals.numpy()
+            add(PEDAL, pedals["time"] * scale, pedals["duration"] * scale, program, 0, 0)
+    if config.use_tempos:
+        tempos = score.tempos.numpy()
+        add(TEMPO, tempos["time"] * scale, 0.0, -2, 0, tempos["mspq"].astype(np.int64))
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in columns.items()}
+
+
+def score_to_table(score: symusic.Score, vocab: Vocabulary) -> EventTable:
+    """Quantize a score into an EventTable (the projection that tokens can hold)."""
+    check_score(score)
+    config = vocab.config
+    raw = _raw_events(score, vocab)
+    if not np.any(raw["kind"] == NOTE):
+        raise EmptyScoreError("the score has no notes inside the configured pitch ranges")
+    signatures = score.time_signatures.numpy()
+    order = np.argsort(signatures["time"], kind="stable")
+    scale = config.ticks_per_quarter / score.ticks_per_quarter
+    if config.use_time_signatures:
+        change_ticks = signatures["time"][order] * scale
+        change_signature = np.array([
+            project_time_signature(int(n), int(d), vocab.time_signatures, config.ticks_per_quarter)
+            for n, d in zip(signatures["numerator"][order], signatures["denominator"][order])],
+            np.int64)
+    else:
+        change_ticks, change_signature = np.zeros(0), np.zeros(0, np.int64)
+    default_length = bar_length_ticks(4, 4, config.ticks_per_quarter)
+    bars = build_bar_map(change_ticks, change_signature, _signature_lengths(vocab),
+                         default_length, raw["onset"].max())
+    bars = dataclasses.replace(bars, time_signature=np.where(
+        bars.time_signature < 0, four_four_index(vocab), bars.time_signature))
+    bar, position, microtiming = snap_onsets(raw["onset"], bars, config)
+    kind = raw["kind"].astype(np.int64)
+    microtiming = np.where(kind == TEMPO, 0, microtiming)
+    durations = vocab.values_duration
+    duration_full, duration_index = snap_durations(raw["duration"], durations)
+    duration = duration_full * durations[-1] + np.where(duration_index >= 0, durations[duration_index], 0)
+    is_tempo = kind == TEMPO
+    velocity = snap_to_values(raw["velocity"], vocab.values_velocity)
+    tempo = np.zeros(len(kind), np.int64)
+    if is_tempo.any():  # nearest in log tempo; values_tempo is decreasing in mspq
+        tempo[is_tempo] = snap_to_values(-np.log(raw["velocity"][is_tempo]), -np.log(vocab.values_tempo))
+    program = raw["program"].astype(np.int64)
+    pitch = raw["pitch"].astype(np.int64)
+    # Token order: by grid position; tempo first; then by track (drums last), pedal before
+    # notes, then pitch and the performance values, so the order is canonical.
+    order = np.lexsort((duration, velocity, microtiming, pitch, kind,
+                        np.where(program == DRUM_PROGRAM, 128, program), ~is_tempo, position, bar))
+    last_bar = int(bar.max())
+    bars = BarMap(bars.starts[:last_bar + 1], bars.lengths[:last_bar + 1],
+                  bars.time_signature[:last_bar + 1])
+    return EventTable(
+        bars=bars, kind=kind[order], bar=bar[order], position=position[order],
+        microtiming=microtiming[order], program=program[order], pitch=pitch[order],
+        velocity=np.where(is_tempo, 0, velocity)[order],
+        duration=np.where(is_tempo, 0, duration)[order],
+        tempo=np.where(is_tempo, tempo, 0)[order])
+
+
+def table_to_score(table: EventTable, vocab: Vocabulary) -> symusic.Score:
+    """Build the symusic Score an EventTable describes, at the tokenizer's resolution."""
+    config = vocab.config
+    score = symusic.Score(config.ticks_per_quarter)
+    onset = table.bars.starts[table.bar] + table.position + table.microtiming * config.microtiming_step_ticks
+    duration = table.duration
+    tracked = table.kind != TEMPO
+    _, first = np.unique(table.program[tracked], return_index=True)
+    for program in table.program[tracked][np.sort(first)]:
+        is_drum = bool(program == DRUM_PROGRAM)
+        track = symusic.Track("Drums" if is_drum else f"Program {program}",
+                              0 if is_drum else int(program), is_drum)
+        rows = tracked & (table.program == program)
+        notes, pedals = rows & (table.kind == NOTE), rows & (table.kind == PEDAL)
+        track.notes = symusic.Note.from_numpy(
+            time=onset[notes].astype(np.int32), duration=duration[notes].astype(np.int32),
+            pitch=table.pitch[notes].astype(np.int8),
+            velocity=vocab.values_velocity[table.velocity[notes]].astype(np.int8))
+        if pedals.any():
+            track.pedals = symusic.Pedal.from_numpy(
+                time=onset[pedals].astype(np.int32), duration=duration[pedals].astype(np.int32))
+        score.tracks.append(track)
+    _add_tempos(score, table, onset, vocab)
+    _add_time_signatures(score, table.bars, vocab)
+    return score
+
+
+def _add_tempos(score: symusic.Score, table: EventTable, onset: np.ndarray, vocab: Vocabulary) -> None:
+    is_tempo = table.kind == TEMPO
+    times = onset[is_tempo]
+    mspq = vocab.values_tempo[table.tempo[is_tempo]] if is_tempo.any() else np.zeros(0, np.int64)
+    if not np.any(times == 0):
+        times = np.concatenate([[0], times])
+        mspq = np.concatenate([[round(6e7 / vocab.config.default_tempo)], mspq])
+    score.tempos = symusic.Tempo.from_numpy(time=times.astype(np.int32), mspq=mspq.astype(np.int32))
+
+
+def _add_time_signatures(score: symusic.Score, bars: BarMap, vocab: Vocabulary) -> None:
+    signature = bars.time_signature
+    changes = np.flatnonzero(np.concatenate([[True], signature[1:] != signature[:-1]]))
+    pairs = np.array([vocab.time_signatures[s] if s >= 0 else (4, 4) for s in signature[changes]],
+                     np.int64).reshape(-1, 2)
+    score.time_signatures = symusic.TimeSignature.from_numpy(
+        time=bars.starts[changes].astype(np.int32), numerator=pairs[:, 0].astype(np.uint8),
+        denominator=pairs[:, 1].astype(np.uint8))

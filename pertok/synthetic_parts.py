@@ -1,0 +1,305 @@
+"""Pitched parts of the synthetic corpus: harmony, piano, melody, bass, pad and dynamics.
+
+Parts are written in score time (quarter notes, on the 16th and 8th-triplet grid); microtiming
+and ticks come later, in `synthetic_timeline.performed_ticks`.
+"""
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from pertok.synthetic_timeline import Timeline, beat_of, phrase_of
+
+MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
+NATURAL_MINOR_SCALE = np.array([0, 2, 3, 5, 7, 8, 10])
+# Scale degrees from 0 (I / i): I-vi-IV-V, ii-V-I, I-IV-V-I, I-V-vi-IV, ...
+MAJOR_PROGRESSIONS = ((0, 5, 3, 4), (1, 4, 0, 0), (0, 3, 4, 0), (0, 4, 5, 3), (5, 3, 0, 4),
+                      (0, 2, 3, 4), (1, 4, 0, 5))
+MINOR_PROGRESSIONS = ((0, 3, 4, 0), (0, 5, 2, 6), (0, 3, 6, 2), (1, 4, 0, 0), (0, 6, 5, 4))
+# Rhythm cells a melody picks per felt beat, keyed by beat length: (offset, duration) pairs in
+# quarter notes, on the 16th grid or the 8th-triplet grid. An empty cell is a rest.
+RHYTHM_CELLS: dict[float, tuple[tuple[tuple[float, float], ...], ...]] = {
+    1.0: (((0, 1),), ((0, .5), (.5, .5)), ((0, .75), (.75, .25)), ((0, .5), (.5, .25), (.75, .25)),
+          ((0, .25), (.25, .25), (.5, .25), (.75, .25)), ((0, 1 / 3), (1 / 3, 1 / 3), (2 / 3, 1 / 3)),
+          ()),
+    1.5: (((0, 1.5),), ((0, 1), (1, .5)), ((0, .5), (.5, .5), (1, .5)),
+          ((0, .75), (.75, .25), (1, .5)), ((0, .5), (.5, .25), (.75, .25), (1, .5))),
+    2.0: (((0, 2),), ((0, 1), (1, 1)), ((0, 1.5), (1.5, .5)), ((0, .5), (.5, .5), (1, 1)),
+          ((0, 2 / 3), (2 / 3, 2 / 3), (4 / 3, 2 / 3))),
+}
+MELODY_STEPS = np.array([-3, -2, -1, -1, 0, 1, 1, 2, 3])  # scale steps, stepwise motion most likely
+
+
+class PartNotes(NamedTuple):
+    """The notes of one part in score time."""
+
+    onset_q: np.ndarray  # (notes,) float quarter notes
+    duration_q: np.ndarray  # (notes,) float quarter notes
+    pitch: np.ndarray  # (notes,) int MIDI pitch
+    velocity: np.ndarray  # (notes,) float, rounded and clipped to 1..127 when written
+    strike_q: np.ndarray  # (notes,) the time the player aims at; a grace note aims at its main note
+
+
+def part_notes(onset_q, duration_q, pitch, velocity, strike_q=None) -> PartNotes:
+    """Build a PartNotes from array-likes; strike time defaults to the onset."""
+    onset_q = np.asarray(onset_q, dtype=np.float64)
+    strike_q = onset_q if strike_q is None else np.asarray(strike_q, dtype=np.float64)
+    return PartNotes(onset_q, np.asarray(duration_q, dtype=np.float64),
+                     np.asarray(pitch, dtype=np.int64), np.asarray(velocity, dtype=np.float64),
+                     strike_q)
+
+
+def concat_parts(parts: list[PartNotes]) -> PartNotes:
+    """Join the notes of several parts (or pieces of one part)."""
+    if not parts:
+        return part_notes([], [], [], [])
+    return PartNotes(*(np.concatenate(field) for field in zip(*parts)))
+
+
+@dataclass(frozen=True)
+class Harmony:
+    """Key and chord changes of a piece."""
+
+    tonic_pc: int  # pitch class of the tonic, 0 = C
+    scale: np.ndarray  # (7,) semitones above the tonic
+    chord_bounds_q: np.ndarray  # (chords + 1,) chord change times, last one is the piece end
+    chord_tones: np.ndarray  # (chords, 4) semitones above the tonic, root first; a triad repeats its root an octave up
+
+    def chord_at(self, time_q: np.ndarray) -> np.ndarray:
+        """Index of the chord sounding at each time."""
+        index = np.searchsorted(self.chord_bounds_q, time_q + 1e-9, side="right") - 1
+        return np.clip(index, 0, len(self.chord_tones) - 1)
+
+
+def _chord(degree: int, scale: np.ndarray, minor: bool, seventh: bool) -> np.ndarray:
+    """Stack thirds on a scale degree; in minor, V gets the raised leading tone."""
+    steps = degree + np.array([0, 2, 4, 6])
+    tones = scale[steps % 7] + 12 * (steps // 7)
+    if minor and degree == 4:
+        tones[1] += 1
+    if not seventh:
+        tones[3] = tones[0] + 12
+    return tones
+
+
+def build_harmony(rng: np.random.Generator, timeline: Timeline) -> Harmony:
+    """Pick a key and a progression per section; one chord per bar, sometimes two."""
+    minor = bool(rng.random() < 0.35)
+    scale = NATURAL_MINOR_SCALE if minor else MAJOR_SCALE
+    progressions = MINOR_PROGRESSIONS if minor else MAJOR_PROGRESSIONS
+    sections = [*timeline.section_start_bar, len(timeline.bar_meter)]
+    starts, tones = [], []
+    for first_bar, end_bar in zip(sections[:-1], sections[1:]):
+        progression = progressions[int(rng.integers(len(progressions)))]
+        sevenths, two_per_bar = rng.random() < 0.3, rng.random() < 0.3
+        slot = 0
+        for bar in range(first_bar, end_bar):
+            start, length = timeline.bar_start_q[bar], timeline.bar_length_q[bar]
+            halves = (start, start + length / 2) if two_per_bar and length in (4.0, 6.0) else (start,)
+            for chord_start in halves:
+                starts.append(float(chord_start))
+                tones.append(_chord(progression[slot % len(progression)], scale, minor, sevenths))
+                slot += 1
+    tones[-1] = _chord(0, scale, minor, False)  # end on the tonic
+    return Harmony(int(rng.integers(12)), scale, np.append(starts, timeline.end_q), np.stack(tones))
+
+
+def close_voicing(pitch_classes: np.ndarray, floor: int) -> np.ndarray:
+    """Place pitch classes in the octave starting at `floor`, ascending (last axis)."""
+    return np.sort(floor + (pitch_classes - floor) % 12, axis=-1)
+
+
+def snap_to_chord(harmony: Harmony, time_q: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """Move each pitch to the nearest tone of the chord sounding at its time."""
+    chord_pcs = (harmony.tonic_pc + harmony.chord_tones[harmony.chord_at(time_q)]) % 12
+    shift = (chord_pcs - pitch[:, None] + 6) % 12 - 6
+    return pitch + shift[np.arange(len(pitch)), np.argmin(np.abs(shift), axis=1)]
+
+
+class PhraseDynamics(NamedTuple):
+    """Dynamic arc of each phrase, shared by the ensemble."""
+
+    peak: np.ndarray  # (phrases,) where the swell peaks: 0 decrescendo, 1 crescendo, between an arc
+    level: np.ndarray  # (phrases,) loudness offset of the phrase, velocity units
+
+
+def plan_dynamics(rng: np.random.Generator, timeline: Timeline) -> PhraseDynamics:
+    """Choose a crescendo, decrescendo or arc and a loudness for every phrase."""
+    shape = rng.choice(3, size=timeline.num_phrases, p=[0.6, 0.2, 0.2])
+    peak = np.where(shape == 0, rng.uniform(0.35, 0.8, timeline.num_phrases), shape == 1)
+    return PhraseDynamics(peak.astype(np.float64), rng.uniform(-12, 12, timeline.num_phrases))
+
+
+def shape_velocity(rng: np.random.Generator, timeline: Timeline, dynamics: PhraseDynamics,
+                   onset_q: np.ndarray, base: float, swell: float, accent_gain: float) -> np.ndarray:
+    """Velocity from the phrase arc, the metric accent of the onset and a little noise.
+
+    Args:
+      base: velocity at the quiet ends of a phrase.
+      swell: velocity added at the peak of the phrase arc.
+      accent_gain: velocity added on a downbeat (scaled by each beat's metric weight).
+    """
+    phrase = phrase_of(timeline, onset_q)
+    start, end = timeline.phrase_bounds_q[phrase], timeline.phrase_bounds_q[phrase + 1]
+    progress = np.clip((onset_q - start) / (end - start), 0.0, 1.0)
+    peak = dynamics.peak[phrase]
+    rising = progress / np.maximum(peak, 1e-9)
+    falling = (1.0 - progress) / np.maximum(1.0 - peak, 1e-9)
+    contour = np.clip(np.where(progress < peak, rising, falling), 0.0, 1.0)
+    beat = beat_of(timeline, onset_q)
+    on_beat = np.abs(onset_q - timeline.beat_onset_q[beat]) < 1e-6
+    accent = np.where(on_beat, timeline.beat_accent[beat], 0.0)
+    noise = rng.normal(0.0, 4.0, size=len(onset_q))
+    return base + dynamics.level[phrase] + swell * contour + accent_gain * accent + noise
+
+
+def _reflect(degree: np.ndarray, low: int, high: int) -> np.ndarray:
+    """Fold a random walk back into [low, high] like a ball bouncing between walls."""
+    width = high - low
+    folded = (degree - low) % (2 * width)
+    return low + np.where(folded > width, 2 * width - folded, folded)
+
+
+def bar_after_phrase(timeline: Timeline, phrase: int) -> int:
+    """Index of the first bar after a phrase (the bar count after the last phrase)."""
+    starts = (*timeline.phrase_start_bar, len(timeline.bar_meter))
+    return starts[phrase + 1]
+
+
+def _phrase_rhythm(rng: np.random.Generator, timeline: Timeline, phrase: int,
+                   long_ending: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Onsets and durations of one melodic phrase: a rhythm cell per beat, then a held ending."""
+    last_bar = bar_after_phrase(timeline, phrase) - 1
+    first_bar = timeline.phrase_start_bar[phrase]
+    # A long ending holds the last note across the final two bars (6-12 beats).
+    ending_bar = last_bar - 1 if long_ending and last_bar - first_bar >= 2 else last_bar
+    ending_q = timeline.bar_start_q[ending_bar]
+    beats = np.flatnonzero((timeline.beat_onset_q >= timeline.phrase_bounds_q[phrase])
+                           & (timeline.beat_onset_q < ending_q))
+    picks = rng.random(len(beats))
+    onsets, durations = [], []
+    for beat, pick in zip(beats, picks):
+        cells = RHYTHM_CELLS[float(timeline.beat_length_q[beat])]
+        if timeline.beat_onset_q[beat] % 1:  # beat starts mid-quarter: keep to the 16th grid
+            cells = [cell for cell in cells if all((offset * 4) % 1 == 0 for offset, _ in cell)]
+        for offset, duration in cells[int(pick * len(cells))]:
+            onsets.append(timeline.beat_onset_q[beat] + offset)
+            durations.append(duration)
+    onsets.append(ending_q)
+    durations.append(timeline.phrase_bounds_q[phrase + 1] - ending_q)
+    return np.asarray(onsets), np.asarray(durations)
+
+
+def melody_part(rng: np.random.Generator, timeline: Timeline, harmony: Harmony,
+                dynamics: PhraseDynamics, lowest_pitch: int, loudness: float) -> PartNotes:
+    """A singing line: stepwise walks per phrase, chord tones on strong beats, grace notes.
+
+    Args:
+      lowest_pitch: roughly the bottom of the instrument's range; the line spans two octaves.
+      loudness: base velocity.
+    """
+    pieces = []
+    for phrase in range(timeline.num_phrases):
+        onsets, durations = _phrase_rhythm(rng, timeline, phrase, long_ending=rng.random() < 0.4)
+        if rng.random() < 0.3:  # staccato phrase
+            durations = np.where(durations < 1.0, durations * rng.uniform(0.25, 0.45), durations)
+        degrees = _reflect(int(rng.integers(2, 10)) + np.cumsum(rng.choice(MELODY_STEPS, len(onsets))), 0, 14)
+        pieces.append(part_notes(onsets, durations, degrees, np.zeros(len(onsets))))
+    melody = concat_parts(pieces)
+    base = lowest_pitch + (harmony.tonic_pc - lowest_pitch) % 12
+    degrees = melody.pitch
+    pitch = base + 12 * (degrees // 7) + harmony.scale[degrees % 7]
+    beat = beat_of(timeline, melody.onset_q)
+    strong = (np.abs(melody.onset_q - timeline.beat_onset_q[beat]) < 1e-6) & (timeline.beat_accent[beat] >= 0.7)
+    pitch = np.where(strong | (melody.duration_q >= 1.0), snap_to_chord(harmony, melody.onset_q, pitch), pitch)
+    velocity = shape_velocity(rng, timeline, dynamics, melody.onset_q, loudness, 22.0, 10.0)
+    return _with_grace_notes(rng, timeline, part_notes(melody.onset_q, melody.duration_q, pitch, velocity))
+
+
+def _with_grace_notes(rng: np.random.Generator, timeline: Timeline, melody: PartNotes) -> PartNotes:
+    """Ornament some longer notes with a 1/32-beat grace note from a neighbouring pitch."""
+    beat_length = timeline.beat_length_q[beat_of(timeline, melody.onset_q)]
+    grace_length = beat_length / 32
+    chosen = (rng.random(len(melody.onset_q)) < 0.08) & (melody.duration_q >= 0.5) & (melody.onset_q > 0.25)
+    # Sounded a 1/16 quarter early so microtiming never pushes it past its main note.
+    grace = part_notes(melody.onset_q[chosen] - 0.0625, grace_length[chosen],
+                       melody.pitch[chosen] + rng.choice([-1, 2], size=int(chosen.sum())),
+                       melody.velocity[chosen] - 12, strike_q=melody.onset_q[chosen])
+    return concat_parts([melody, grace])
+
+
+def piano_voicing(harmony: Harmony, chord: int) -> tuple[int, np.ndarray]:
+    """Left-hand root (C2-B2) and a four-note close voicing from F3 upwards."""
+    pitch_classes = (harmony.tonic_pc + harmony.chord_tones[chord]) % 12
+    root = 36 + (pitch_classes[0] - 36) % 12
+    upper = np.unique(close_voicing(pitch_classes, 53))
+    if len(upper) == 3:  # a triad: double its lowest tone an octave up
+        upper = np.append(upper, upper[0] + 12)
+    return int(root), upper
+
+
+def _arpeggio_step(rng: np.random.Generator, timeline: Timeline, start: float, end: float) -> float:
+    """Eighths, sixteenths or (where the beats are plain quarters or halves) 8th triplets."""
+    inside = (timeline.beat_onset_q >= start) & (timeline.beat_onset_q < end)
+    triplets_fit = start % 1 == 0 and not np.any(timeline.beat_length_q[inside] == 1.5)
+    steps = [0.5, 0.25, 1 / 3] if triplets_fit else [0.5, 0.25]
+    return float(steps[int(rng.integers(len(steps)))])
+
+
+def _chord_span_notes(rng: np.random.Generator, timeline: Timeline, harmony: Harmony, chord: int,
+                      texture: str, staccato: bool) -> PartNotes:
+    """Accompaniment under one chord: block chords on the beats, an arpeggio, or a held chord."""
+    start, end = harmony.chord_bounds_q[chord], harmony.chord_bounds_q[chord + 1]
+    root, upper = piano_voicing(harmony, chord)
+    first, last = np.searchsorted(timeline.beat_onset_q, [start - 1e-9, end - 1e-9])
+    beats, beat_lengths = timeline.beat_onset_q[first:last], timeline.beat_length_q[first:last]
+    if texture == "block":
+        articulation = rng.uniform(0.2, 0.35) if staccato else rng.uniform(0.85, 1.0)
+        onsets = np.repeat(beats, len(upper))
+        durations = np.repeat(beat_lengths * articulation, len(upper))
+        pitches = np.tile(upper, len(beats))
+        bass_duration = beat_lengths[0] * articulation if staccato else end - start
+        return part_notes(np.append(start, onsets), np.append(bass_duration, durations),
+                          np.append(root, pitches), np.zeros(len(onsets) + 1))
+    if texture == "held":  # the bass is a pedal point held through the phrase, added elsewhere
+        return part_notes(np.full(len(upper), start), np.full(len(upper), end - start), upper,
+                          np.zeros(len(upper)))
+    step = _arpeggio_step(rng, timeline, start, end)
+    onsets = start + step * np.arange(int(np.ceil((end - start) / step - 1e-9)))
+    pool = np.concatenate([[root], upper])
+    pattern = np.array([0, 1, 2, 3, 4, 3, 2, 1]) if texture == "arpeggio" else np.array([0, 1, 3, 2, 3, 1, 3, 2])
+    order = pattern[np.arange(len(onsets)) % len(pattern)]
+    durations = np.where(order == 0, end - onsets, step * 1.5)  # the root rings on under the figure
+    return part_notes(onsets, durations, pool[order], np.zeros(len(onsets)))
+
+
+def piano_accompaniment(rng: np.random.Generator, timeline: Timeline, harmony: Harmony,
+                        dynamics: PhraseDynamics) -> tuple[PartNotes, np.ndarray]:
+    """The piano's left hand and inner voices, plus its sustain-pedal spans.
+
+    Each phrase picks a texture (block chords, arpeggio, Alberti bass, held chords over a pedal
+    point); the pedal is re-taken just after every chord change, except in staccato phrases.
+
+    Returns:
+      (notes, pedal spans (k, 2) as [press, release] in quarter notes).
+    """
+    textures = rng.choice(["block", "arpeggio", "alberti", "held"], size=timeline.num_phrases,
+                          p=[0.35, 0.3, 0.2, 0.15])
+    staccato = rng.random(timeline.num_phrases) < 0.25
+    chord_phrase = phrase_of(timeline, harmony.chord_bounds_q[:-1])
+    spans, pedals = [], []
+    for chord, phrase in enumerate(chord_phrase):
+        dry = textures[phrase] == "block" and staccato[phrase]
+        spans.append(_chord_span_notes(rng, timeline, harmony, chord, textures[phrase], dry))
+        if not dry:
+            start, end = harmony.chord_bounds_q[chord], harmony.chord_bounds_q[chord + 1]
+            # Legato pedalling: lift as the next chord sounds, press again just after it.
+            release = end + 0.03 if end < timeline.end_q else end + 0.5
+            pedals.append((start + rng.uniform(0.08, 0.2), release))
+    for phrase in np.flatnonzero(textures == "held"):
+        start, end = timeline.phrase_bounds_q[phrase], timeline.phrase_bounds_q[phrase + 1]
+        pedal_point = 36 + (harmony.tonic_pc - 36) % 12 - 12 * int(rng.integers(2))
+        spans.append(part_notes([start], [min(end - start, 12.0)], [pedal_point], [0.0]))
+    notes = concat_parts(spans)
+    velocity = shape_velocity(rng, timeline, dynamics, notes.onset_q, 38.0, 20.0, 12.0)
+    return notes._replace(velocity=velocity), np.asarray(pedals, dtype=np.float64).reshape(-1, 2)
