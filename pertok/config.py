@@ -21,7 +21,8 @@ class PerTokConfig:
         form the union grid that onsets snap to (4 = 16ths, 3 = 8th-note triplets).
       max_time_shift_beats: the longest single TimeShift token; longer gaps are chained.
       microtiming_range_beats: largest |onset - grid position| a MicroTiming token holds.
-      microtiming_bins: number of MicroTiming tokens, odd so that bin 0 is exact.
+      microtiming_bins: number of MicroTiming tokens, odd so that bin 0 is exact; the
+        default 25 gives steps of 1/96 beat, so onsets keep 1/192 beat (~2.6 ms at 120 bpm).
       velocity_bins: number of Velocity tokens spread over 1..127.
       duration_steps: (upper bound in beats, step in beats) pairs, increasing: durations
         up to each bound are snapped to multiples of its step. The largest bound is the
@@ -43,7 +44,7 @@ class PerTokConfig:
     time_grids: tuple[int, ...] = (4, 3)
     max_time_shift_beats: float = 4.0
     microtiming_range_beats: float = 0.125
-    microtiming_bins: int = 17
+    microtiming_bins: int = 25
     velocity_bins: int = 32
     duration_steps: tuple[tuple[float, float], ...] = (
         (0.25, 1 / 32), (1.0, 1 / 16), (2.0, 1 / 8), (4.0, 1 / 4), (8.0, 1 / 2))
@@ -120,8 +121,14 @@ def _validate(config: PerTokConfig) -> None:
             f"time_grids={config.time_grids}: each must divide ticks_per_quarter={tpq}")
     if config.microtiming_bins < 1 or config.microtiming_bins % 2 == 0:
         raise PerTokConfigError(f"microtiming_bins={config.microtiming_bins} must be odd (0 exact)")
-    if config.microtiming_bins > 1:
-        config.microtiming_step_ticks  # raises when not whole
+    if config.microtiming_bins < 3:
+        raise PerTokConfigError("microtiming_bins must be at least 3")
+    if config.time_shift_unit_ticks % config.microtiming_step_ticks:
+        # Then grid position + microtiming lies on one lattice, and quantizing is a projection
+        # (quantizing a quantized score changes nothing).
+        raise PerTokConfigError(
+            f"the microtiming step ({config.microtiming_step_ticks} ticks) must divide the grid "
+            f"unit ({config.time_shift_unit_ticks} ticks); change microtiming_bins or the range")
     # Every onset must be representable: the farthest an onset can be from the union grid
     # is half the widest gap between neighbouring union positions.
     widest_gap = _widest_union_gap_ticks(config)
