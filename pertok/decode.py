@@ -16,7 +16,7 @@ import numpy as np
 from pertok.errors import PerTokDecodeError
 from pertok.events import NOTE, PEDAL, TEMPO, EventTable, four_four_index
 from pertok.timing import BarMap, bar_length_ticks
-from pertok.vocab import DRUM_PROGRAM, TokenType as T, Vocabulary
+from pertok.vocab import DRUM_PROGRAM, TYPE_NAMES, TokenType as T, Vocabulary
 
 HEADS = np.array([T.BAR, T.TIME_SIG, T.TIME_SHIFT, T.TEMPO, T.PROGRAM, T.PITCH, T.DRUM_PITCH, T.PEDAL])
 NOTE_HEADS = np.array([T.PITCH, T.DRUM_PITCH])
@@ -117,13 +117,20 @@ def _check_group_shapes(types, keep, position, full, errors) -> np.ndarray:
     group, starts = _groups(types, keep)
     orphan = keep & (group < 0)
     errors.add(position[orphan], "MicroTiming, Velocity or Duration without a note before it")
+    if not len(starts):
+        return ~orphan
     good = np.ones(len(starts), bool)
     tail = keep & (group >= 0) & ~np.isin(types, HEADS)
     offset = np.arange(len(types)) - starts[np.maximum(group, 0)]
     wanted = expected[types[starts[np.maximum(group, 0)]], np.minimum(offset, 3)]
     wrong = tail & (wanted != types)
-    errors.add(position[wrong], "token out of place in its note (expected Pitch/Pedal "
-               "MicroTiming Velocity Duration in the full view, Pitch Duration in the composition view)")
+    if wrong.any():
+        first = int(np.argmax(wrong))
+        actual, head = TYPE_NAMES[T(types[first])], TYPE_NAMES[T(types[starts[group[first]]])]
+        errors.add(position[first:first + 1],
+                   f"{actual} without a note or pedal before it" if wanted[first] == _ANY else
+                   f"{actual} out of place: {head} expects {TYPE_NAMES[T(wanted[first])]} here "
+                   f"({'full' if full else 'composition'} view)")
     np.logical_and.at(good, group[wrong], False)
     member = np.flatnonzero(keep & (group >= 0))
     length = np.bincount(group[member], minlength=len(starts))
@@ -162,7 +169,9 @@ def _check_context(types, content, keep, position, vocab: Vocabulary, errors) ->
     errors.add(position[heads[wrong_kit & ~bad]], "Pitch on the drum track or DrumPitch on a melodic track")
     bad |= no_program | wrong_kit
 
-    # Look-ahead rules report where the problem shows (the next group) but drop the leader.
+    # Look-ahead rules report where the problem shows (the next group). The lone Program or
+    # TimeShift is kept when decoding leniently: it changes nothing, and dropping a Program
+    # would move the notes after it onto another track.
     alive = np.flatnonzero(~bad)
     next_type = np.append(head_type[alive][1:], -1)
     next_position = np.append(position[heads[alive]][1:], position[-1] + 1 if len(position) else 0)
@@ -170,7 +179,6 @@ def _check_context(types, content, keep, position, vocab: Vocabulary, errors) ->
     errors.add(next_position[lone_program], "Program must be followed by a note or pedal")
     lone_shift = (head_type[alive] == T.TIME_SHIFT) & ~np.isin(next_type, [T.TIME_SHIFT, T.PROGRAM, *EVENT_HEADS])
     errors.add(next_position[lone_shift], "TimeShift must lead to an event in the same bar")
-    bad[alive[lone_program | lone_shift]] = True
     group, _ = _groups(types, keep)
     bad_group = np.zeros(len(heads) + 1, bool)
     bad_group[:len(heads)] = bad

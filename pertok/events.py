@@ -189,10 +189,11 @@ def _add_tempos(score: symusic.Score, table: EventTable, onset: np.ndarray, voca
 
 
 def _add_time_signatures(score: symusic.Score, bars: BarMap, vocab: Vocabulary) -> None:
-    signature = bars.time_signature
+    signature = bars.time_signature if len(bars.time_signature) else np.array([four_four_index(vocab)])
     changes = np.flatnonzero(np.concatenate([[True], signature[1:] != signature[:-1]]))
     pairs = np.array([vocab.time_signatures[s] if s >= 0 else (4, 4) for s in signature[changes]],
                      np.int64).reshape(-1, 2)
+    starts = bars.starts if len(bars.starts) else np.zeros(1, np.int64)
     score.time_signatures = symusic.TimeSignature.from_numpy(
-        time=bars.starts[changes].astype(np.int32), numerator=pairs[:, 0].astype(np.uint8),
+        time=starts[changes].astype(np.int32), numerator=pairs[:, 0].astype(np.uint8),
         denominator=pairs[:, 1].astype(np.uint8))

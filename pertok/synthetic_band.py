@@ -1,16 +1,20 @@
 """The rhythm section of the synthetic corpus: drum grooves, bass lines and string pads."""
 import numpy as np
 
-from pertok.synthetic_parts import (Harmony, PartNotes, PhraseDynamics, close_voicing, concat_parts,
-                                    part_notes, shape_velocity)
+from pertok.synthetic_parts import (Harmony, PartNotes, PhraseDynamics, chord_beat_ranges,
+                                    close_voicing, concat_parts, part_notes, shape_velocity,
+                                    steps_within)
 from pertok.synthetic_timeline import Timeline, phrase_of
 
 # General MIDI percussion keys.
 KICK, SNARE, CLOSED_HAT, PEDAL_HAT, OPEN_HAT, CRASH, RIDE = 36, 38, 42, 44, 46, 49, 51
 TOMS_HIGH_TO_LOW = np.array([50, 48, 47, 45, 43, 41])
+# Bass line styles.
+HELD_ROOTS, PULSE, EIGHTHS, WALKING = range(4)
 
 
-def _subdivide(timeline: Timeline, beats: np.ndarray, step_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _subdivide(timeline: Timeline, beats: np.ndarray,
+               step_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Onsets that split each chosen beat into equal steps, and the beat each belongs to.
 
     Args:
@@ -19,7 +23,7 @@ def _subdivide(timeline: Timeline, beats: np.ndarray, step_q: np.ndarray) -> tup
     """
     onsets, owners = [], []
     lengths = timeline.beat_length_q[beats]
-    for length, step in set(zip(lengths.tolist(), step_q.tolist())):
+    for length, step in sorted(set(zip(lengths.tolist(), step_q.tolist()))):
         chosen = beats[(lengths == length) & (step_q == step)]
         offsets = np.arange(0.0, length - 1e-9, step)
         onsets.append((timeline.beat_onset_q[chosen][:, None] + offsets).ravel())
@@ -30,43 +34,56 @@ def _subdivide(timeline: Timeline, beats: np.ndarray, step_q: np.ndarray) -> tup
 
 
 def _cymbals(rng: np.random.Generator, timeline: Timeline, beats: np.ndarray) -> PartNotes:
-    """Hi-hat or ride on every 8th or 16th, the hat opening on some bars' last off-beat."""
+    """Hi-hat or ride on every 8th or 16th; the hat opens on some bars' last off-beat, and
+    under a ride the foot closes the hat on the snare beats."""
     phrase = phrase_of(timeline, timeline.beat_onset_q[beats])
     simple = timeline.beat_length_q[beats] != 1.5
     sixteenths = (rng.random(timeline.num_phrases) < 0.35)[phrase] & simple
+    riding_phrase = rng.random(timeline.num_phrases) < 0.3
     onsets, owner = _subdivide(timeline, beats, np.where(sixteenths, 0.25, 0.5))
     offset = onsets - timeline.beat_onset_q[owner]
-    riding = (rng.random(timeline.num_phrases) < 0.3)[phrase_of(timeline, onsets)]
+    riding = riding_phrase[phrase_of(timeline, onsets)]
     last_beat_of_bar = np.append(timeline.beat_bar[1:] != timeline.beat_bar[:-1], True)[owner]
     opens = last_beat_of_bar & (offset == 0.5) & (rng.random(len(onsets)) < 0.35) & ~riding
     pitch = np.where(riding, RIDE, np.where(opens, OPEN_HAT, CLOSED_HAT))
     # Loud on the beat, softer on the 8th off-beats, softest on the in-between 16ths.
     velocity = np.where(offset == 0, 78.0, np.where((offset * 2) % 1 == 0, 62.0, 48.0))
-    return part_notes(onsets, np.full(len(onsets), 0.0625), pitch, velocity)
+    foot = beats[riding_phrase[phrase] & (timeline.beat_drum_role[beats] == "S")]
+    return concat_parts([
+        part_notes(onsets, np.full(len(onsets), 0.0625), pitch, velocity),
+        part_notes(timeline.beat_onset_q[foot], np.full(len(foot), 0.0625), np.full(len(foot), PEDAL_HAT),
+                   np.full(len(foot), 55.0)),
+    ])
 
 
-def _kick_and_snare(rng: np.random.Generator, timeline: Timeline, beats: np.ndarray) -> PartNotes:
-    """The meter's kick/snare skeleton, pickup kicks, snare ghost notes and pedal hats under a ride."""
+def _kick_and_snare(rng: np.random.Generator, timeline: Timeline,
+                    beats: np.ndarray) -> tuple[PartNotes, PartNotes]:
+    """The meter's kick/snare skeleton with pickup kicks, and the snare's ghost notes.
+
+    Returns:
+      (kick and snare, ghost notes at velocity 15-35).
+    """
     roles = timeline.beat_drum_role[beats]
     onsets = timeline.beat_onset_q[beats]
     pitch = np.where(roles == "K", KICK, SNARE)
     velocity = np.where(roles == "K", 100.0, 108.0)
-    # A pickup kick halfway through some kick beats (the "and of 3" in a rock groove).
+    # A pickup kick inside some kick beats (the "and of 3" in a rock groove, the third 8th in 6/8).
     pickups = beats[(roles == "K") & (rng.random(len(beats)) < 0.3)]
-    pickup_onsets = timeline.beat_onset_q[pickups] + timeline.beat_length_q[pickups] * (2 / 3 if False else 0.5)
+    pickup_lengths = timeline.beat_length_q[pickups]
+    pickup_offsets = np.where(pickup_lengths == 1.5, 1.0, pickup_lengths / 2)
+    pickup_onsets = timeline.beat_onset_q[pickups] + pickup_offsets
     simple = timeline.beat_length_q[beats] != 1.5
     ghost_onsets, owner = _subdivide(timeline, beats, np.where(simple, 0.25, 0.5))
     ghost_density = rng.uniform(0.0, 0.35, timeline.num_phrases)[phrase_of(timeline, ghost_onsets)]
     off_beat = ghost_onsets > timeline.beat_onset_q[owner]
     ghosts = ghost_onsets[off_beat & (rng.random(len(ghost_onsets)) < ghost_density)]
-    return concat_parts([
+    skeleton = concat_parts([
         part_notes(onsets, np.full(len(onsets), 0.125), pitch, velocity),
         part_notes(pickup_onsets, np.full(len(pickups), 0.125), np.full(len(pickups), KICK),
                    np.full(len(pickups), 88.0)),
-        # Ghost notes sit far below the backbeat: velocity 15-35 before phrase shaping.
-        part_notes(ghosts, np.full(len(ghosts), 0.0625), np.full(len(ghosts), SNARE),
-                   rng.uniform(15, 35, len(ghosts)) - 100.0),
     ])
+    return skeleton, part_notes(ghosts, np.full(len(ghosts), 0.0625), np.full(len(ghosts), SNARE),
+                                rng.uniform(15, 35, len(ghosts)))
 
 
 def _fills_and_crashes(rng: np.random.Generator, timeline: Timeline) -> tuple[PartNotes, list[int]]:
@@ -78,7 +95,8 @@ def _fills_and_crashes(rng: np.random.Generator, timeline: Timeline) -> tuple[Pa
     fills, fill_beats = [], []
     for phrase in range(timeline.num_phrases):
         if rng.random() < 0.45:
-            beat = int(np.searchsorted(timeline.beat_onset_q, timeline.phrase_bounds_q[phrase + 1] - 1e-9) - 1)
+            phrase_end = timeline.phrase_bounds_q[phrase + 1]
+            beat = int(np.searchsorted(timeline.beat_onset_q, phrase_end - 1e-9)) - 1
             length = timeline.beat_length_q[beat]
             step = 1 / 3 if length == 1.0 and rng.random() < 0.3 else 0.25
             onsets = timeline.beat_onset_q[beat] + np.arange(0.0, length - 1e-9, step)
@@ -89,8 +107,9 @@ def _fills_and_crashes(rng: np.random.Generator, timeline: Timeline) -> tuple[Pa
     section_starts = timeline.bar_start_q[list(timeline.section_start_bar)]
     phrase_starts = timeline.phrase_bounds_q[:-1]
     crash_onsets = np.union1d(section_starts, phrase_starts[rng.random(len(phrase_starts)) < 0.4])
-    fills.append(part_notes(crash_onsets, np.full(len(crash_onsets), 0.5), np.full(len(crash_onsets), CRASH),
-                            np.full(len(crash_onsets), 110.0)))
+    crashes = len(crash_onsets)
+    fills.append(part_notes(crash_onsets, np.full(crashes, 0.5), np.full(crashes, CRASH),
+                            np.full(crashes, 110.0)))
     return concat_parts(fills), fill_beats
 
 
@@ -98,50 +117,56 @@ def drum_part(rng: np.random.Generator, timeline: Timeline, dynamics: PhraseDyna
     """A groove for the whole piece: cymbals, kick/snare, ghost notes, fills and crashes."""
     fills, fill_beats = _fills_and_crashes(rng, timeline)
     groove_beats = np.setdiff1d(np.arange(len(timeline.beat_onset_q)), fill_beats)
-    kit = concat_parts([_cymbals(rng, timeline, groove_beats), _kick_and_snare(rng, timeline, groove_beats),
-                        fills])
-    # Phrase arcs and metric accents on top of each instrument's own level (ghosts stay ghosts).
+    skeleton, ghosts = _kick_and_snare(rng, timeline, groove_beats)
+    kit = concat_parts([_cymbals(rng, timeline, groove_beats), skeleton, fills])
+    # Phrase arcs and metric accents ride on each instrument's own level; ghosts stay ghosts.
     shaped = kit.velocity + shape_velocity(rng, timeline, dynamics, kit.onset_q, -8.0, 12.0, 6.0)
-    velocity = np.where(kit.velocity < 0, kit.velocity + 100.0, shaped)
-    return kit._replace(velocity=velocity)
+    return concat_parts([kit._replace(velocity=shaped), ghosts])
 
 
 def bass_part(rng: np.random.Generator, timeline: Timeline, harmony: Harmony,
               dynamics: PhraseDynamics, walking: bool) -> PartNotes:
-    """A bass line on the chord roots: held roots, root-fifth pulses, eighths, or a walking line."""
-    styles = rng.choice(["roots", "pulse", "eighths"], size=timeline.num_phrases)
-    pieces = []
-    for chord in range(len(harmony.chord_tones)):
-        start, end = harmony.chord_bounds_q[chord], harmony.chord_bounds_q[chord + 1]
-        tones = harmony.tonic_pc + harmony.chord_tones[chord]
-        root = 33 + (tones[0] - 33) % 12  # A1..G#2
-        chord_tones = root + (harmony.chord_tones[chord] - harmony.chord_tones[chord][0])
-        first, last = np.searchsorted(timeline.beat_onset_q, [start - 1e-9, end - 1e-9])
-        beats, lengths = timeline.beat_onset_q[first:last], timeline.beat_length_q[first:last]
-        style = "walking" if walking else styles[phrase_of(timeline, np.array([start]))[0]]
-        if style == "roots":
-            onsets, durations, pitches = [start], [0.95 * (end - start)], [root]
-        elif style == "walking":
-            next_root = 33 + (harmony.tonic_pc + harmony.chord_tones[min(chord + 1, len(harmony.chord_tones) - 1)][0] - 33) % 12
-            pitches = chord_tones[np.arange(len(beats)) % 3]
-            pitches[-1] = next_root + rng.choice([-1, 1]) if len(beats) > 1 else pitches[-1]
-            onsets, durations = beats, 0.95 * lengths
-        elif style == "pulse":
-            onsets, durations = beats, 0.8 * lengths
-            pitches = (root + np.array([0, 7, 12, 7]))[np.arange(len(beats)) % 4]
-        else:
-            onsets = np.arange(start, end - 1e-9, 0.5)
-            durations = np.full(len(onsets), 0.4)
-            pitches = np.where(np.arange(len(onsets)) % 4 == 3, root + 12, root)
-        pieces.append(part_notes(onsets, durations, pitches, np.zeros(len(onsets))))
-    bass = concat_parts(pieces)
+    """A bass line on the chord roots: held roots, root-fifth pulses, eighths, or a walking line.
+
+    Args:
+      walking: walk in quarter notes through the chord tones, approaching each new root by a
+        semitone (the whole piece); otherwise each phrase picks one of the other styles.
+    """
+    roots = 33 + (harmony.tonic_pc + harmony.chord_tones[:, 0] - 33) % 12  # A1..G#2
+    start, end = harmony.chord_bounds_q[:-1], harmony.chord_bounds_q[1:]
+    phrase_style = rng.integers(HELD_ROOTS, WALKING, timeline.num_phrases)
+    style = np.full(len(start), WALKING) if walking else phrase_style[phrase_of(timeline, start)]
+    first_beat, end_beat = chord_beat_ranges(timeline, harmony)
+    held = np.flatnonzero(style == HELD_ROOTS)
+    # Pulses and walks: one note per beat, indexed within the chord.
+    by_beat = np.flatnonzero((style == PULSE) | (style == WALKING))
+    owner, index = steps_within(end_beat[by_beat] - first_beat[by_beat])
+    chord, beat = by_beat[owner], first_beat[by_beat][owner] + index
+    chord_tones = roots[chord] + (harmony.chord_tones[chord, index % 3] - harmony.chord_tones[chord, 0])
+    pulse_pitch = roots[chord] + np.array([0, 7, 12, 7])[index % 4]
+    next_root = roots[np.minimum(chord + 1, len(roots) - 1)]
+    approach = (beat == end_beat[chord] - 1) & (index > 0)  # last beat leads into the next root
+    walk_pitch = np.where(approach, next_root + rng.choice([-1, 1], len(beat)), chord_tones)
+    # Straight eighths on the root, jumping the octave on every fourth.
+    eighths = np.flatnonzero(style == EIGHTHS)
+    eighth_counts = np.ceil((end[eighths] - start[eighths]) / 0.5 - 1e-9).astype(np.int64)
+    eighth_owner, eighth_index = steps_within(eighth_counts)
+    eighth_chord = eighths[eighth_owner]
+    walks = style[chord] == WALKING
+    bass = concat_parts([
+        part_notes(start[held], 0.95 * (end[held] - start[held]), roots[held], np.zeros(len(held))),
+        part_notes(timeline.beat_onset_q[beat], np.where(walks, 0.95, 0.8) * timeline.beat_length_q[beat],
+                   np.where(walks, walk_pitch, pulse_pitch), np.zeros(len(beat))),
+        part_notes(start[eighth_chord] + 0.5 * eighth_index, np.full(len(eighth_chord), 0.4),
+                   roots[eighth_chord] + 12 * (eighth_index % 4 == 3), np.zeros(len(eighth_chord))),
+    ])
     return bass._replace(velocity=shape_velocity(rng, timeline, dynamics, bass.onset_q, 62.0, 18.0, 12.0))
 
 
 def pad_part(rng: np.random.Generator, timeline: Timeline, harmony: Harmony,
              dynamics: PhraseDynamics) -> PartNotes:
     """Sustained string chords; a chord repeated across bars is held, not re-struck."""
-    voicings = np.array([close_voicing((harmony.tonic_pc + tones[:3]) % 12, 55) for tones in harmony.chord_tones])
+    voicings = close_voicing((harmony.tonic_pc + harmony.chord_tones[:, :3]) % 12, 55)
     changes = np.append(True, np.any(voicings[1:] != voicings[:-1], axis=1))
     starts = np.flatnonzero(changes)
     ends = np.append(starts[1:], len(voicings))

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pertok.synthetic_timeline import Timeline, beat_of, phrase_of
+from pertok.synthetic_timeline import METERS, Timeline, beat_of, phrase_of
 
 MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
 NATURAL_MINOR_SCALE = np.array([0, 2, 3, 5, 7, 8, 10])
@@ -27,6 +27,8 @@ RHYTHM_CELLS: dict[float, tuple[tuple[tuple[float, float], ...], ...]] = {
     2.0: (((0, 2),), ((0, 1), (1, 1)), ((0, 1.5), (1.5, .5)), ((0, .5), (.5, .5), (1, 1)),
           ((0, 2 / 3), (2 / 3, 2 / 3), (4 / 3, 2 / 3))),
 }
+# Accompaniment textures a phrase can take.
+BLOCK, ARPEGGIO, ALBERTI, HELD = range(4)
 MELODY_STEPS = np.array([-3, -2, -1, -1, 0, 1, 1, 2, 3])  # scale steps, stepwise motion most likely
 
 
@@ -63,7 +65,8 @@ class Harmony:
     tonic_pc: int  # pitch class of the tonic, 0 = C
     scale: np.ndarray  # (7,) semitones above the tonic
     chord_bounds_q: np.ndarray  # (chords + 1,) chord change times, last one is the piece end
-    chord_tones: np.ndarray  # (chords, 4) semitones above the tonic, root first; a triad repeats its root an octave up
+    # (chords, 4) semitones above the tonic, root first; a triad repeats its root an octave up.
+    chord_tones: np.ndarray
 
     def chord_at(self, time_q: np.ndarray) -> np.ndarray:
         """Index of the chord sounding at each time."""
@@ -84,7 +87,7 @@ def _chord(degree: int, scale: np.ndarray, minor: bool, seventh: bool) -> np.nda
 
 def build_harmony(rng: np.random.Generator, timeline: Timeline) -> Harmony:
     """Pick a key and a progression per section; one chord per bar, sometimes two."""
-    minor = bool(rng.random() < 0.35)
+    tonic_pc, minor = int(rng.integers(12)), bool(rng.random() < 0.35)
     scale = NATURAL_MINOR_SCALE if minor else MAJOR_SCALE
     progressions = MINOR_PROGRESSIONS if minor else MAJOR_PROGRESSIONS
     sections = [*timeline.section_start_bar, len(timeline.bar_meter)]
@@ -101,7 +104,7 @@ def build_harmony(rng: np.random.Generator, timeline: Timeline) -> Harmony:
                 tones.append(_chord(progression[slot % len(progression)], scale, minor, sevenths))
                 slot += 1
     tones[-1] = _chord(0, scale, minor, False)  # end on the tonic
-    return Harmony(int(rng.integers(12)), scale, np.append(starts, timeline.end_q), np.stack(tones))
+    return Harmony(tonic_pc, scale, np.append(starts, timeline.end_q), np.stack(tones))
 
 
 def close_voicing(pitch_classes: np.ndarray, floor: int) -> np.ndarray:
@@ -160,7 +163,7 @@ def _reflect(degree: np.ndarray, low: int, high: int) -> np.ndarray:
     return low + np.where(folded > width, 2 * width - folded, folded)
 
 
-def bar_after_phrase(timeline: Timeline, phrase: int) -> int:
+def _bar_after_phrase(timeline: Timeline, phrase: int) -> int:
     """Index of the first bar after a phrase (the bar count after the last phrase)."""
     starts = (*timeline.phrase_start_bar, len(timeline.bar_meter))
     return starts[phrase + 1]
@@ -169,7 +172,7 @@ def bar_after_phrase(timeline: Timeline, phrase: int) -> int:
 def _phrase_rhythm(rng: np.random.Generator, timeline: Timeline, phrase: int,
                    long_ending: bool) -> tuple[np.ndarray, np.ndarray]:
     """Onsets and durations of one melodic phrase: a rhythm cell per beat, then a held ending."""
-    last_bar = bar_after_phrase(timeline, phrase) - 1
+    last_bar = _bar_after_phrase(timeline, phrase) - 1
     first_bar = timeline.phrase_start_bar[phrase]
     # A long ending holds the last note across the final two bars (6-12 beats).
     ending_bar = last_bar - 1 if long_ending and last_bar - first_bar >= 2 else last_bar
@@ -198,29 +201,34 @@ def melody_part(rng: np.random.Generator, timeline: Timeline, harmony: Harmony,
       lowest_pitch: roughly the bottom of the instrument's range; the line spans two octaves.
       loudness: base velocity.
     """
-    pieces = []
+    onsets, durations, degrees = [], [], []
     for phrase in range(timeline.num_phrases):
-        onsets, durations = _phrase_rhythm(rng, timeline, phrase, long_ending=rng.random() < 0.4)
-        if rng.random() < 0.3:  # staccato phrase
-            durations = np.where(durations < 1.0, durations * rng.uniform(0.25, 0.45), durations)
-        degrees = _reflect(int(rng.integers(2, 10)) + np.cumsum(rng.choice(MELODY_STEPS, len(onsets))), 0, 14)
-        pieces.append(part_notes(onsets, durations, degrees, np.zeros(len(onsets))))
-    melody = concat_parts(pieces)
-    base = lowest_pitch + (harmony.tonic_pc - lowest_pitch) % 12
-    degrees = melody.pitch
-    pitch = base + 12 * (degrees // 7) + harmony.scale[degrees % 7]
-    beat = beat_of(timeline, melody.onset_q)
-    strong = (np.abs(melody.onset_q - timeline.beat_onset_q[beat]) < 1e-6) & (timeline.beat_accent[beat] >= 0.7)
-    pitch = np.where(strong | (melody.duration_q >= 1.0), snap_to_chord(harmony, melody.onset_q, pitch), pitch)
-    velocity = shape_velocity(rng, timeline, dynamics, melody.onset_q, loudness, 22.0, 10.0)
-    return _with_grace_notes(rng, timeline, part_notes(melody.onset_q, melody.duration_q, pitch, velocity))
+        long_ending = bool(rng.random() < 0.4)
+        phrase_onsets, phrase_durations = _phrase_rhythm(rng, timeline, phrase, long_ending)
+        if rng.random() < 0.3:  # a staccato phrase; its held ending stays held
+            short = phrase_durations < 1.0
+            phrase_durations = np.where(short, phrase_durations * rng.uniform(0.25, 0.45), phrase_durations)
+        walk = int(rng.integers(2, 10)) + np.cumsum(rng.choice(MELODY_STEPS, len(phrase_onsets)))
+        onsets.append(phrase_onsets)
+        durations.append(phrase_durations)
+        degrees.append(_reflect(walk, 0, 14))
+    onset_q, duration_q, degree = (np.concatenate(column) for column in (onsets, durations, degrees))
+    tonic = lowest_pitch + (harmony.tonic_pc - lowest_pitch) % 12
+    pitch = tonic + 12 * (degree // 7) + harmony.scale[degree % 7]
+    beat = beat_of(timeline, onset_q)
+    on_beat = np.abs(onset_q - timeline.beat_onset_q[beat]) < 1e-6
+    strong_beat = on_beat & (timeline.beat_accent[beat] >= 0.7)
+    pitch = np.where(strong_beat | (duration_q >= 1.0), snap_to_chord(harmony, onset_q, pitch), pitch)
+    velocity = shape_velocity(rng, timeline, dynamics, onset_q, loudness, 22.0, 10.0)
+    return _with_grace_notes(rng, timeline, part_notes(onset_q, duration_q, pitch, velocity))
 
 
 def _with_grace_notes(rng: np.random.Generator, timeline: Timeline, melody: PartNotes) -> PartNotes:
     """Ornament some longer notes with a 1/32-beat grace note from a neighbouring pitch."""
     beat_length = timeline.beat_length_q[beat_of(timeline, melody.onset_q)]
     grace_length = beat_length / 32
-    chosen = (rng.random(len(melody.onset_q)) < 0.08) & (melody.duration_q >= 0.5) & (melody.onset_q > 0.25)
+    long_enough = (melody.duration_q >= 0.5) & (melody.onset_q > 0.25)
+    chosen = (rng.random(len(melody.onset_q)) < 0.08) & long_enough
     # Sounded a 1/16 quarter early so microtiming never pushes it past its main note.
     grace = part_notes(melody.onset_q[chosen] - 0.0625, grace_length[chosen],
                        melody.pitch[chosen] + rng.choice([-1, 2], size=int(chosen.sum())),
@@ -228,78 +236,122 @@ def _with_grace_notes(rng: np.random.Generator, timeline: Timeline, melody: Part
     return concat_parts([melody, grace])
 
 
-def piano_voicing(harmony: Harmony, chord: int) -> tuple[int, np.ndarray]:
-    """Left-hand root (C2-B2) and a four-note close voicing from F3 upwards."""
-    pitch_classes = (harmony.tonic_pc + harmony.chord_tones[chord]) % 12
-    root = 36 + (pitch_classes[0] - 36) % 12
-    upper = np.unique(close_voicing(pitch_classes, 53))
-    if len(upper) == 3:  # a triad: double its lowest tone an octave up
-        upper = np.append(upper, upper[0] + 12)
-    return int(root), upper
+def piano_voicings(harmony: Harmony) -> tuple[np.ndarray, np.ndarray]:
+    """Left-hand root (C2-B2) and a four-note close voicing from F3 upwards, for every chord.
+
+    Returns:
+      (roots (chords,), voicings (chords, 4) ascending).
+    """
+    pitch_classes = (harmony.tonic_pc + harmony.chord_tones) % 12
+    roots = 36 + (pitch_classes[:, 0] - 36) % 12
+    voicings = close_voicing(pitch_classes, 53)
+    # A triad repeats its root: lift the repeat an octave so four different keys sound.
+    repeated = np.zeros(voicings.shape, dtype=bool)
+    repeated[:, 1:] = voicings[:, 1:] == voicings[:, :-1]
+    return roots, np.sort(voicings + 12 * repeated, axis=1)
 
 
-def _arpeggio_step(rng: np.random.Generator, timeline: Timeline, start: float, end: float) -> float:
-    """Eighths, sixteenths or (where the beats are plain quarters or halves) 8th triplets."""
-    inside = (timeline.beat_onset_q >= start) & (timeline.beat_onset_q < end)
-    triplets_fit = start % 1 == 0 and not np.any(timeline.beat_length_q[inside] == 1.5)
-    steps = [0.5, 0.25, 1 / 3] if triplets_fit else [0.5, 0.25]
-    return float(steps[int(rng.integers(len(steps)))])
+def chord_beat_ranges(timeline: Timeline, harmony: Harmony) -> tuple[np.ndarray, np.ndarray]:
+    """For every chord, the index of its first beat and one past its last."""
+    bounds = np.searchsorted(timeline.beat_onset_q, harmony.chord_bounds_q - 1e-9)
+    return bounds[:-1], bounds[1:]
 
 
-def _chord_span_notes(rng: np.random.Generator, timeline: Timeline, harmony: Harmony, chord: int,
-                      texture: str, staccato: bool) -> PartNotes:
-    """Accompaniment under one chord: block chords on the beats, an arpeggio, or a held chord."""
-    start, end = harmony.chord_bounds_q[chord], harmony.chord_bounds_q[chord + 1]
-    root, upper = piano_voicing(harmony, chord)
-    first, last = np.searchsorted(timeline.beat_onset_q, [start - 1e-9, end - 1e-9])
-    beats, beat_lengths = timeline.beat_onset_q[first:last], timeline.beat_length_q[first:last]
-    if texture == "block":
-        articulation = rng.uniform(0.2, 0.35) if staccato else rng.uniform(0.85, 1.0)
-        onsets = np.repeat(beats, len(upper))
-        durations = np.repeat(beat_lengths * articulation, len(upper))
-        pitches = np.tile(upper, len(beats))
-        bass_duration = beat_lengths[0] * articulation if staccato else end - start
-        return part_notes(np.append(start, onsets), np.append(bass_duration, durations),
-                          np.append(root, pitches), np.zeros(len(onsets) + 1))
-    if texture == "held":  # the bass is a pedal point held through the phrase, added elsewhere
-        return part_notes(np.full(len(upper), start), np.full(len(upper), end - start), upper,
-                          np.zeros(len(upper)))
-    step = _arpeggio_step(rng, timeline, start, end)
-    onsets = start + step * np.arange(int(np.ceil((end - start) / step - 1e-9)))
-    pool = np.concatenate([[root], upper])
-    pattern = np.array([0, 1, 2, 3, 4, 3, 2, 1]) if texture == "arpeggio" else np.array([0, 1, 3, 2, 3, 1, 3, 2])
-    order = pattern[np.arange(len(onsets)) % len(pattern)]
-    durations = np.where(order == 0, end - onsets, step * 1.5)  # the root rings on under the figure
-    return part_notes(onsets, durations, pool[order], np.zeros(len(onsets)))
+def steps_within(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For groups of the given sizes: the group of each element and its index inside the group."""
+    group = np.repeat(np.arange(len(counts)), counts)
+    return group, np.arange(len(group)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _block_chords(timeline: Timeline, harmony: Harmony, chosen: np.ndarray, articulation: np.ndarray,
+                  staccato: np.ndarray) -> PartNotes:
+    """Chords struck on every beat over a root on each chord change.
+
+    Args:
+      chosen: (chords,) bool, the chords played this way.
+      articulation: (phrases,) fraction of each beat the chord is held.
+      staccato: (phrases,) bool, whether the root is short too.
+    """
+    roots, voicings = piano_voicings(harmony)
+    beat_chord = harmony.chord_at(timeline.beat_onset_q)
+    beats = np.flatnonzero(chosen[beat_chord])
+    beat_phrase = phrase_of(timeline, timeline.beat_onset_q[beats])
+    chords = np.flatnonzero(chosen)
+    start, end = harmony.chord_bounds_q[chords], harmony.chord_bounds_q[chords + 1]
+    phrase = phrase_of(timeline, start)
+    first_beat_length = timeline.beat_length_q[beat_of(timeline, start)]
+    root_duration = np.where(staccato[phrase], first_beat_length * articulation[phrase], end - start)
+    onsets = np.concatenate([start, np.repeat(timeline.beat_onset_q[beats], 4)])
+    chord_duration = timeline.beat_length_q[beats] * articulation[beat_phrase]
+    durations = np.concatenate([root_duration, np.repeat(chord_duration, 4)])
+    pitches = np.concatenate([roots[chords], voicings[beat_chord[beats]].ravel()])
+    return part_notes(onsets, durations, pitches, np.zeros(len(onsets)))
+
+
+def _broken_chords(rng: np.random.Generator, timeline: Timeline, harmony: Harmony,
+                   chosen: np.ndarray, alberti: np.ndarray) -> PartNotes:
+    """Arpeggios (up and down through root and voicing) or Alberti figures, in 8ths, 16ths or triplets.
+
+    Args:
+      chosen: (chords,) bool, the chords played this way.
+      alberti: (chords,) bool, Alberti figure instead of an arpeggio.
+    """
+    roots, voicings = piano_voicings(harmony)
+    chords = np.flatnonzero(chosen)
+    start, end = harmony.chord_bounds_q[chords], harmony.chord_bounds_q[chords + 1]
+    bar = np.searchsorted(timeline.bar_start_q, start + 1e-9, side="right") - 1
+    # 8th triplets only where the beats are plain quarters or halves and start on a quarter.
+    plain_beats = np.array([1.5 not in METERS[timeline.bar_meter[b]].beat_lengths_q for b in bar],
+                           dtype=bool)
+    triplets_fit = plain_beats & (start % 1 == 0)
+    step = np.array([0.5, 0.25, 1 / 3])[rng.integers(0, np.where(triplets_fit, 3, 2))]
+    counts = np.ceil((end - start) / step - 1e-9).astype(np.int64)
+    owner, index = steps_within(counts)
+    onsets = start[owner] + step[owner] * index
+    patterns = np.array([[0, 1, 2, 3, 4, 3, 2, 1], [0, 1, 3, 2, 3, 1, 3, 2]])
+    order = patterns[alberti[chords][owner].astype(int), index % 8]
+    pool = np.concatenate([roots[:, None], voicings], axis=1)[chords]
+    durations = np.where(order == 0, end[owner] - onsets, 1.5 * step[owner])  # the root rings on
+    return part_notes(onsets, durations, pool[owner, order], np.zeros(len(onsets)))
 
 
 def piano_accompaniment(rng: np.random.Generator, timeline: Timeline, harmony: Harmony,
                         dynamics: PhraseDynamics) -> tuple[PartNotes, np.ndarray]:
     """The piano's left hand and inner voices, plus its sustain-pedal spans.
 
-    Each phrase picks a texture (block chords, arpeggio, Alberti bass, held chords over a pedal
-    point); the pedal is re-taken just after every chord change, except in staccato phrases.
+    Each phrase picks a texture (block chords, arpeggio, Alberti figure, chords held over a
+    pedal point of 6-12 beats); the pedal is re-taken just after every chord change, except
+    under staccato block chords.
 
     Returns:
       (notes, pedal spans (k, 2) as [press, release] in quarter notes).
     """
-    textures = rng.choice(["block", "arpeggio", "alberti", "held"], size=timeline.num_phrases,
+    textures = rng.choice([BLOCK, ARPEGGIO, ALBERTI, HELD], size=timeline.num_phrases,
                           p=[0.35, 0.3, 0.2, 0.15])
-    staccato = rng.random(timeline.num_phrases) < 0.25
-    chord_phrase = phrase_of(timeline, harmony.chord_bounds_q[:-1])
-    spans, pedals = [], []
-    for chord, phrase in enumerate(chord_phrase):
-        dry = textures[phrase] == "block" and staccato[phrase]
-        spans.append(_chord_span_notes(rng, timeline, harmony, chord, textures[phrase], dry))
-        if not dry:
-            start, end = harmony.chord_bounds_q[chord], harmony.chord_bounds_q[chord + 1]
-            # Legato pedalling: lift as the next chord sounds, press again just after it.
-            release = end + 0.03 if end < timeline.end_q else end + 0.5
-            pedals.append((start + rng.uniform(0.08, 0.2), release))
-    for phrase in np.flatnonzero(textures == "held"):
-        start, end = timeline.phrase_bounds_q[phrase], timeline.phrase_bounds_q[phrase + 1]
-        pedal_point = 36 + (harmony.tonic_pc - 36) % 12 - 12 * int(rng.integers(2))
-        spans.append(part_notes([start], [min(end - start, 12.0)], [pedal_point], [0.0]))
-    notes = concat_parts(spans)
+    staccato = (rng.random(timeline.num_phrases) < 0.25) & (textures == BLOCK)
+    articulation = np.where(staccato, rng.uniform(0.2, 0.35, timeline.num_phrases),
+                            rng.uniform(0.85, 1.0, timeline.num_phrases))
+    start, end = harmony.chord_bounds_q[:-1], harmony.chord_bounds_q[1:]
+    chord_phrase = phrase_of(timeline, start)
+    texture = textures[chord_phrase]
+    held = np.flatnonzero(texture == HELD)
+    _, voicings = piano_voicings(harmony)
+    held_phrases = np.flatnonzero(textures == HELD)
+    phrase_start = timeline.phrase_bounds_q[held_phrases]
+    phrase_length = timeline.phrase_bounds_q[held_phrases + 1] - phrase_start
+    pedal_points = 36 + (harmony.tonic_pc - 36) % 12 - 12 * rng.integers(0, 2, len(held_phrases))
+    broken = (texture == ARPEGGIO) | (texture == ALBERTI)
+    notes = concat_parts([
+        _block_chords(timeline, harmony, texture == BLOCK, articulation, staccato),
+        _broken_chords(rng, timeline, harmony, broken, texture == ALBERTI),
+        part_notes(np.repeat(start[held], 4), np.repeat(end[held] - start[held], 4),
+                   voicings[held].ravel(), np.zeros(4 * len(held))),
+        part_notes(phrase_start, np.minimum(phrase_length, 12.0), pedal_points,
+                   np.zeros(len(held_phrases))),
+    ])
     velocity = shape_velocity(rng, timeline, dynamics, notes.onset_q, 38.0, 20.0, 12.0)
-    return notes._replace(velocity=velocity), np.asarray(pedals, dtype=np.float64).reshape(-1, 2)
+    # Legato pedalling: lift as the next chord sounds, press again just after it.
+    pedalled = ~staccato[chord_phrase]
+    press = start[pedalled] + rng.uniform(0.08, 0.2, int(pedalled.sum()))
+    release = np.where(end[pedalled] < timeline.end_q, end[pedalled] + 0.03, end[pedalled] + 0.5)
+    return notes._replace(velocity=velocity), np.stack([press, release], axis=1)

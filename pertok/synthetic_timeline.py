@@ -89,7 +89,7 @@ def _phrase_lengths(rng: np.random.Generator, section_bars: int) -> list[int]:
 
 def _tempo_map(rng: np.random.Generator, section_start_q: list[float], bar_start_q: np.ndarray,
                end_q: float) -> tuple[np.ndarray, np.ndarray]:
-    """Section tempos (60-180 qpm), sometimes bar-wise rubato, sometimes a final ritardando."""
+    """Section tempos (60-180 qpm), sometimes bar-wise rubato, sometimes a final ritardando (>= 40 qpm)."""
     qpm = float(rng.uniform(60, 180))
     times, tempos = [], []
     for start in section_start_q:
@@ -103,7 +103,7 @@ def _tempo_map(rng: np.random.Generator, section_start_q: list[float], bar_start
             if bar_q not in starts:
                 section_qpm = tempos[int(np.searchsorted(starts, bar_q, "right")) - 1]
                 times.append(float(bar_q))
-                tempos.append(section_qpm * float(rng.uniform(0.95, 1.05)))
+                tempos.append(float(np.clip(section_qpm * rng.uniform(0.95, 1.05), 60, 180)))
     times, tempos = np.asarray(times), np.asarray(tempos)
     order = np.argsort(times, kind="stable")
     times, tempos = times[order], tempos[order]
@@ -114,24 +114,28 @@ def _tempo_map(rng: np.random.Generator, section_start_q: list[float], bar_start
         slowdown = np.linspace(1.0, rng.uniform(0.6, 0.8), len(steps_q) + 1)[1:]
         keep = times < start_q
         times = np.concatenate([times[keep], steps_q])
-        tempos = np.concatenate([tempos[keep], qpm_at_start * slowdown])
+        tempos = np.concatenate([tempos[keep], np.maximum(qpm_at_start * slowdown, 40.0)])
     return times, tempos
+
+
+def _beats_of_meter(meter: Meter) -> tuple[np.ndarray, ...]:
+    """Offsets within the bar, lengths, accents and drum roles of a meter's felt beats."""
+    lengths = np.asarray(meter.beat_lengths_q)
+    offsets = np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
+    return offsets, lengths, np.asarray(meter.beat_accents), np.asarray(list(meter.drum_roles))
+
+
+_BEATS_OF_METER = {name: _beats_of_meter(meter) for name, meter in METERS.items()}
 
 
 def _beat_table(bar_meter: list[str], bar_start_q: np.ndarray) -> dict[str, np.ndarray]:
     """Every felt beat of the piece with its length, metric accent, drum role and bar."""
-    onsets, lengths, accents, roles, bars = [], [], [], [], []
-    for bar, (name, start) in enumerate(zip(bar_meter, bar_start_q)):
-        meter = METERS[name]
-        beat_lengths = np.asarray(meter.beat_lengths_q)
-        onsets.append(start + np.concatenate([[0.0], np.cumsum(beat_lengths)[:-1]]))
-        lengths.append(beat_lengths)
-        accents.append(np.asarray(meter.beat_accents))
-        roles.append(np.asarray(list(meter.drum_roles)))
-        bars.append(np.full(len(beat_lengths), bar))
-    return dict(beat_onset_q=np.concatenate(onsets), beat_length_q=np.concatenate(lengths),
-                beat_accent=np.concatenate(accents), beat_drum_role=np.concatenate(roles),
-                beat_bar=np.concatenate(bars))
+    offsets, lengths, accents, roles = (np.concatenate(column) for column in
+                                        zip(*(_BEATS_OF_METER[name] for name in bar_meter)))
+    beats_per_bar = [len(METERS[name].beat_lengths_q) for name in bar_meter]
+    beat_bar = np.repeat(np.arange(len(bar_meter)), beats_per_bar)
+    return dict(beat_onset_q=bar_start_q[beat_bar] + offsets, beat_length_q=lengths, beat_accent=accents,
+                beat_drum_role=roles, beat_bar=beat_bar)
 
 
 def build_timeline(rng: np.random.Generator, opening_meter: str) -> Timeline:
@@ -217,23 +221,26 @@ def ensemble_drift_ms(rng: np.random.Generator, timeline: Timeline) -> np.ndarra
 
 
 def performed_ticks(rng: np.random.Generator, timeline: Timeline, onset_q: np.ndarray,
-                    duration_q: np.ndarray, feel: Feel, drift_ms: np.ndarray,
+                    duration_q: np.ndarray, strike_q: np.ndarray, feel: Feel, drift_ms: np.ndarray,
                     tpq: int) -> tuple[np.ndarray, np.ndarray]:
     """Turn score onsets and durations into performed ticks with microtiming.
 
     The deviation (ms) is a slowly varying drift interpolated between phrase boundaries, plus
-    the player's lag, plus jitter shared by notes struck together, plus a smaller per-note
-    spread; it becomes ticks through the tempo in force at the note.
+    the player's lag, plus jitter shared by the notes struck together (same strike time: a
+    chord, a grace note and its main note), plus a smaller per-note spread; it becomes ticks
+    through the tempo in force at the note.
 
     Args:
+      strike_q: (notes,) the time each note is aimed at; notes sharing it move together.
+      feel: the player's jitter, chord spread and lag.
       drift_ms: (phrases + 1,) ensemble drift at the phrase boundaries, from ensemble_drift_ms.
       tpq: ticks per quarter note of the score.
     Returns:
       (onset ticks >= 0, duration ticks >= 1), both int64.
     """
-    groups, group_of_note = np.unique(onset_q, return_inverse=True)
-    deviation_ms = (np.interp(onset_q, timeline.phrase_bounds_q, drift_ms) + feel.lag_ms
-                    + rng.normal(0.0, feel.jitter_ms, size=len(groups))[group_of_note]
+    strikes, strike_of_note = np.unique(strike_q, return_inverse=True)
+    deviation_ms = (np.interp(strike_q, timeline.phrase_bounds_q, drift_ms) + feel.lag_ms
+                    + rng.normal(0.0, feel.jitter_ms, size=len(strikes))[strike_of_note]
                     + rng.normal(0.0, feel.chord_spread_ms, size=len(onset_q)))
     deviation_ms = np.clip(deviation_ms, -MAX_DEVIATION_MS, MAX_DEVIATION_MS)
     quarters_per_ms = qpm_at(timeline, onset_q) / 60_000.0
