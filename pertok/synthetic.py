@@ -216,7 +216,7 @@ def write_corpus(out_dir: str | pathlib.Path, num_pieces: int, seed: int = 0) ->
         piece_seed = seed * PIECE_SEED_STRIDE + index
         kind = KINDS[piece_seed % len(KINDS)]
         path = out_dir / f"piece_{index:04d}_{kind}.mid"
-        generate_score(piece_seed, kind).dump_midi(path)
+        path.write_bytes(generate_score(piece_seed, kind).dumps_midi())
         paths.append(path)
     return paths
 

@@ -60,8 +60,9 @@ class PerTok:
         if isinstance(source, SCORE_TYPES):
             score = source if isinstance(source, symusic.core.ScoreTick) else source.to("tick")
             return score_to_table(score, self.vocab)
+        score = load_score(source)  # its errors already name the file
         try:
-            return score_to_table(load_score(source), self.vocab)
+            return score_to_table(score, self.vocab)
         except PerTokError as error:
             raise with_source(error, str(source)) from None
 

@@ -1,0 +1,6 @@
+"""Entry point of `python -m pertok`."""
+import sys
+
+from pertok.cli import main
+
+sys.exit(main())
