@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pertok.events import NOTE, PEDAL, TEMPO, EventTable
-from pertok.timing import snap_durations
+from pertok.timing import split_durations
 from pertok.vocab import DRUM_PROGRAM, TokenType, Vocabulary
 
 
@@ -45,7 +45,7 @@ def encode_table(table: EventTable, vocab: Vocabulary, full: bool = True) -> np.
     new_track = tracked & ((previous_tracked < 0) |
                            (table.program != table.program[np.maximum(previous_tracked, 0)]))
 
-    duration_full, duration_index = snap_durations(table.duration, vocab.values_duration)
+    duration_full, duration_index = split_durations(table.duration, vocab.values_duration)
     duration_full = np.where(tracked, duration_full, 0)
     has_last = tracked & (duration_index >= 0)
     num_duration = duration_full + has_last

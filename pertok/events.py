@@ -14,7 +14,7 @@ import symusic
 from pertok.config import PerTokConfig
 from pertok.errors import EmptyScoreError, InvalidScoreError
 from pertok.timing import (BarMap, bar_length_ticks, build_bar_map, project_time_signature,
-                           snap_durations, snap_onsets, snap_to_values)
+                           quantize_durations, snap_onsets, snap_to_values)
 from pertok.vocab import DRUM_PROGRAM, Vocabulary
 
 TEMPO, PEDAL, NOTE = 0, 1, 2  # event kinds, in their order at one grid position
@@ -73,10 +73,11 @@ def check_score(score: symusic.Score) -> None:
 
 
 def _raw_events(score: symusic.Score, vocab: Vocabulary) -> dict[str, np.ndarray]:
-    """Concatenate notes, pedals and tempos of all tracks, times rescaled to our tpq."""
+    """Concatenate notes, pedals and tempos of all tracks; onsets rescaled to our tpq,
+    durations left in the file's ticks (they are quantized through a lookup table)."""
     config = vocab.config
     scale = config.ticks_per_quarter / score.ticks_per_quarter
-    columns: dict[str, list] = {k: [] for k in ("kind", "onset", "duration", "program", "pitch", "velocity")}
+    columns: dict[str, list] = {k: [] for k in ("kind", "onset", "duration_in", "program", "pitch", "velocity")}
 
     def add(kind, onset, duration, program, pitch, velocity):
         n = len(onset)
@@ -89,14 +90,14 @@ def _raw_events(score: symusic.Score, vocab: Vocabulary) -> dict[str, np.ndarray
         notes = track.notes.numpy()
         pitch = notes["pitch"].astype(np.int64)  # symusic gives int8
         keep = (pitch >= low) & (pitch <= high)
-        add(NOTE, notes["time"][keep] * scale, notes["duration"][keep] * scale, program,
+        add(NOTE, notes["time"][keep] * scale, notes["duration"][keep], program,
             pitch[keep], notes["velocity"][keep].astype(np.int64))
         if config.use_sustain_pedal and len(track.pedals):
             pedals = track.pedals.numpy()
-            add(PEDAL, pedals["time"] * scale, pedals["duration"] * scale, program, 0, 0)
+            add(PEDAL, pedals["time"] * scale, pedals["duration"], program, 0, 0)
     if config.use_tempos:
         tempos = score.tempos.numpy()
-        add(TEMPO, tempos["time"] * scale, 0.0, -2, 0, tempos["mspq"].astype(np.int64))
+        add(TEMPO, tempos["time"] * scale, 0, -2, 0, tempos["mspq"].astype(np.int64))
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in columns.items()}
 
 
@@ -126,20 +127,15 @@ def score_to_table(score: symusic.Score, vocab: Vocabulary) -> EventTable:
     bar, position, microtiming = snap_onsets(raw["onset"], bars, config)
     kind = raw["kind"].astype(np.int64)
     microtiming = np.where(kind == TEMPO, 0, microtiming)
-    durations = vocab.values_duration
-    duration_full, duration_index = snap_durations(raw["duration"], durations)
-    duration = duration_full * durations[-1] + np.where(duration_index >= 0, durations[duration_index], 0)
+    duration = _quantize_input_durations(raw["duration_in"], score.ticks_per_quarter, vocab)
     is_tempo = kind == TEMPO
-    velocity = snap_to_values(raw["velocity"], vocab.values_velocity)
+    velocity = vocab.velocity_index_of[np.clip(raw["velocity"], 0, 127).astype(np.int64)]
     tempo = np.zeros(len(kind), np.int64)
     if is_tempo.any():  # nearest in log tempo; values_tempo is decreasing in mspq
         tempo[is_tempo] = snap_to_values(-np.log(raw["velocity"][is_tempo]), -np.log(vocab.values_tempo))
     program = raw["program"].astype(np.int64)
     pitch = raw["pitch"].astype(np.int64)
-    # Token order: by grid position; tempo first; then by track (drums last), pedal before
-    # notes, then pitch and the performance values, so the order is canonical.
-    order = np.lexsort((duration, velocity, microtiming, pitch, kind,
-                        np.where(program == DRUM_PROGRAM, 128, program), ~is_tempo, position, bar))
+    order = token_order(bar, position, is_tempo, program, kind, pitch, microtiming, config)
     last_bar = int(bar.max())
     bars = BarMap(bars.starts[:last_bar + 1], bars.lengths[:last_bar + 1],
                   bars.time_signature[:last_bar + 1])
@@ -149,6 +145,53 @@ def score_to_table(score: symusic.Score, vocab: Vocabulary) -> EventTable:
         velocity=np.where(is_tempo, 0, velocity)[order],
         duration=np.where(is_tempo, 0, duration)[order],
         tempo=np.where(is_tempo, tempo, 0)[order])
+
+
+def _quantize_input_durations(duration_in: np.ndarray, tpq_in: int, vocab: Vocabulary) -> np.ndarray:
+    """quantize_durations of integer durations in the file's ticks, through lookup tables.
+
+    Durations are whole ticks, so the float snapping runs once per possible value (per
+    input resolution, cached) instead of once per note.
+    """
+    config = vocab.config
+    tables = vocab.duration_tables.get(tpq_in)
+    largest_in = round(config.duration_steps[-1][0] * tpq_in)
+    if tables is None:
+        scale = config.ticks_per_quarter / tpq_in
+        ticks_in = np.arange(largest_in + 1) * scale
+        short = quantize_durations(ticks_in, config)  # whole notes up to the largest token
+        remainder = short.copy()
+        remainder[:1] = 0  # a remainder of nothing adds no token
+        remainder[1:] = quantize_durations(ticks_in[1:] + config.duration_steps[-1][0] * config.ticks_per_quarter,
+                                           config) - round(config.duration_steps[-1][0] * config.ticks_per_quarter)
+        tables = vocab.duration_tables[tpq_in] = (short, remainder)
+    short, remainder = tables
+    duration = np.maximum(duration_in.astype(np.int64), 0)
+    whole = np.where(duration > largest_in, duration // largest_in, 0)
+    rest = duration - whole * largest_in
+    largest = round(config.duration_steps[-1][0] * config.ticks_per_quarter)
+    return np.where(whole > 0, whole * largest + remainder[rest], short[rest])
+
+
+def token_order(bar, position, is_tempo, program, kind, pitch, microtiming, config: PerTokConfig) -> np.ndarray:
+    """Stable order of events in the token stream.
+
+    By bar and grid position; tempo changes first; then by track (drums last), pedals
+    before notes, pitch and microtiming. One packed int64 key sorts several times faster
+    than a lexsort over the columns; lexsort is the fallback when a field overflows.
+    """
+    track_rank = np.where(is_tempo, 0, np.where(program == DRUM_PROGRAM, 129, program + 1))
+    shifted_microtiming = microtiming + config.microtiming_bins // 2
+    columns = (shifted_microtiming, pitch, kind, track_rank, ~is_tempo, position, bar)
+    widths = (5, 7, 2, 8, 1, 20, 20)
+    if all(int(c.max(initial=0)) < (1 << w) for c, w in zip(columns, widths)):
+        key = np.zeros(len(bar), np.int64)
+        shift = 0
+        for column, width in zip(columns, widths):
+            key |= column.astype(np.int64) << shift
+            shift += width
+        return np.argsort(key, kind="stable")
+    return np.lexsort(columns)
 
 
 def table_to_score(table: EventTable, vocab: Vocabulary) -> symusic.Score:

@@ -91,14 +91,15 @@ def snap_onsets(onset_ticks: np.ndarray, bars: BarMap, config: PerTokConfig):
     bar = np.clip(bar, 0, len(bars.starts) - 1)
     offset = onset_ticks - bars.starts[bar]
     length = bars.lengths[bar]
-    candidates = [length.astype(np.float64)]  # the next bar line is always a candidate
+    # Nearest of: each grid's nearest point inside the bar, and the next bar line.
+    position = length.astype(np.float64)
+    best = np.abs(position - offset) + _EPS  # the bar line loses ties to points inside the bar
     for step in config.grid_steps_ticks:
-        last_on_grid = (length // step) * step
-        candidates.append(np.clip(np.round(offset / step) * step, 0, last_on_grid))
-    candidates = np.stack(candidates)
-    best = np.argmin(np.abs(candidates - offset) + _EPS * (np.arange(len(candidates)) == 0)[:, None],
-                     axis=0)
-    position = candidates[best, np.arange(len(offset))]
+        candidate = np.minimum(np.round(offset / step) * step, (length // step) * step)
+        distance = np.abs(candidate - offset)
+        closer = distance < best
+        position = np.where(closer, candidate, position)
+        best = np.where(closer, distance, best)
     remainder = offset - position
     at_next_bar = position >= length
     bar = bar + at_next_bar
@@ -115,23 +116,38 @@ def snap_to_values(x: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.searchsorted(midpoints, x, side="left")
 
 
-def snap_durations(duration_ticks: np.ndarray, values: np.ndarray):
-    """Split each duration into whole largest-Duration tokens plus one nearest remainder.
+def quantize_durations(duration_ticks: np.ndarray, config: PerTokConfig) -> np.ndarray:
+    """Nearest duration the tokens hold, in ticks, for any length.
 
-    Durations up to the largest token snap to the nearest token (anything shorter than the
-    shortest becomes the shortest). Longer ones become k largest tokens plus the remainder
-    snapped to the nearest token or to nothing, so no length is clipped.
-
-    Returns:
-      (num_full, remainder_index): count of largest tokens, and index into `values` of the
-      last token (-1 when there is none).
+    Up to the largest Duration token: the nearest point of the piecewise-uniform duration
+    grid (anything shorter than the shortest token becomes the shortest). Longer: whole
+    largest tokens plus the remainder snapped to the nearest token or to nothing, so no
+    length is clipped.
     """
+    tpq = config.ticks_per_quarter
+    largest = round(config.duration_steps[-1][0] * tpq)
+    duration = np.maximum(np.asarray(duration_ticks, np.float64), 0.0)
+    whole = np.where(duration > largest + _EPS, np.floor(duration / largest + _EPS), 0.0)
+    remainder = duration - whole * largest
+    snapped = np.zeros_like(remainder)
+    low = 0
+    for bound, step in config.duration_steps:
+        high, step_ticks = round(bound * tpq), round(step * tpq)
+        inside = (remainder > low - _EPS) if low else (remainder >= 0)
+        inside &= remainder <= high + _EPS
+        nearest = low + np.clip(np.round((remainder - low) / step_ticks), 0, (high - low) // step_ticks) * step_ticks
+        snapped = np.where(inside, nearest, snapped)
+        low = high
+    shortest = round(config.duration_steps[0][1] * tpq)
+    snapped = np.where((whole == 0) & (snapped < shortest), shortest, snapped)
+    return (whole * largest + snapped).astype(np.int64)
+
+
+def split_durations(duration_ticks: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quantized durations -> (count of largest Duration tokens, index of the last token or -1)."""
     largest = values[-1]
-    duration = np.maximum(duration_ticks, 0.0)
-    long = duration > largest + _EPS
-    num_full = np.where(long, np.floor(duration / largest + _EPS), 0).astype(np.int64)
-    remainder = duration - num_full * largest
-    with_zero = np.concatenate([[0], values])
-    index_long = snap_to_values(remainder, with_zero) - 1  # -1: remainder rounds to nothing
-    index_short = snap_to_values(duration, values)
-    return num_full, np.where(long, index_long, index_short)
+    duration = np.asarray(duration_ticks, np.int64)
+    whole = np.where(duration > largest, duration // largest, 0)
+    remainder = duration - whole * largest
+    index = np.minimum(np.searchsorted(values, remainder), len(values) - 1)
+    return whole, np.where(remainder > 0, index, -1)

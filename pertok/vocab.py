@@ -122,6 +122,10 @@ class Vocabulary:
         self.values_duration = self.values(TokenType.DURATION)
         self.values_velocity = self.values(TokenType.VELOCITY)
         self.values_tempo = self.values(TokenType.TEMPO)
+        # Nearest Velocity token of each MIDI velocity 0..127 (ties to the softer).
+        midpoints = (self.values_velocity[1:] + self.values_velocity[:-1]) / 2
+        self.duration_tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per file resolution
+        self.velocity_index_of = np.searchsorted(midpoints, np.arange(128), side="left")
 
     def __len__(self) -> int:
         return len(self.names)
