@@ -10,17 +10,33 @@ token; lenient parsing drops broken groups and decodes the rest.
 from __future__ import annotations
 
 import dataclasses
+import types as _namespace
 
 import numpy as np
 
 from pertok.errors import PerTokDecodeError
 from pertok.events import NOTE, PEDAL, TEMPO, EventTable, four_four_index
-from pertok.timing import BarMap, bar_length_ticks
-from pertok.vocab import DRUM_PROGRAM, TYPE_NAMES, TokenType as T, Vocabulary
+from pertok.timing import BarMap
+from pertok.vocab import DRUM_PROGRAM, TYPE_NAMES, TokenType, Vocabulary
 
-HEADS = np.array([T.BAR, T.TIME_SIG, T.TIME_SHIFT, T.TEMPO, T.PROGRAM, T.PITCH, T.DRUM_PITCH, T.PEDAL])
-NOTE_HEADS = np.array([T.PITCH, T.DRUM_PITCH])
-EVENT_HEADS = np.array([T.TEMPO, T.PITCH, T.DRUM_PITCH, T.PEDAL])
+# Plain ints: enum attribute lookups cost more than the array work on short pieces.
+T = _namespace.SimpleNamespace(**{name: int(kind) for name, kind in TokenType.__members__.items()})
+
+
+def _type_set(*kinds: int) -> np.ndarray:
+    """Membership table indexed by token type; index -1 (not in the vocabulary) is False."""
+    table = np.zeros(len(TokenType) + 1, bool)
+    table[list(kinds)] = True
+    return table
+
+
+HEADS = [T.BAR, T.TIME_SIG, T.TIME_SHIFT, T.TEMPO, T.PROGRAM, T.PITCH, T.DRUM_PITCH, T.PEDAL]
+IS_HEAD = _type_set(*HEADS)
+IS_NOTE = _type_set(T.PITCH, T.DRUM_PITCH)
+IS_TIMED = _type_set(T.PITCH, T.DRUM_PITCH, T.PEDAL)
+IS_EVENT = _type_set(T.TEMPO, T.PITCH, T.DRUM_PITCH, T.PEDAL)
+IS_PERFORMANCE = _type_set(T.MICROTIMING, T.VELOCITY)
+LEADS_TO_EVENT = _type_set(T.TIME_SHIFT, T.PROGRAM, T.TEMPO, T.PITCH, T.DRUM_PITCH, T.PEDAL)
 _ANY = -1  # in a tail pattern: no token expected at this offset
 
 
@@ -39,8 +55,8 @@ class DecodeReport:
 
 def _tail_patterns(full: bool) -> tuple[np.ndarray, np.ndarray]:
     """Expected tail type at offsets 1, 2, 3+ per head type, and minimum group lengths."""
-    expected = np.full((len(T), 4), _ANY, np.int64)
-    min_length = np.ones(len(T), np.int64)
+    expected = np.full((len(TokenType), 4), _ANY, np.int64)
+    min_length = np.ones(len(TokenType), np.int64)
     note = [T.MICROTIMING, T.VELOCITY, T.DURATION] if full else [T.DURATION] * 3
     pedal = [T.MICROTIMING, T.DURATION, T.DURATION] if full else [T.DURATION] * 3
     for head in (T.PITCH, T.DRUM_PITCH):
@@ -75,7 +91,8 @@ def parse(ids: np.ndarray, vocab: Vocabulary, strict: bool = True,
     """
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
     errors = _Errors()
-    start = int(np.argmax(~np.isin(ids, (0, 1)))) if np.any(~np.isin(ids, (0, 1))) else len(ids)
+    content_like = ids > 1  # not PAD (0) or BOS (1)
+    start = int(np.argmax(content_like)) if content_like.any() else len(ids)
     eos = np.flatnonzero(ids[start:] == 2)
     end = start + int(eos[0]) if len(eos) else len(ids)
     position = np.arange(start, end)
@@ -86,7 +103,7 @@ def parse(ids: np.ndarray, vocab: Vocabulary, strict: bool = True,
     errors.add(position[special], "PAD, BOS, MASK or an unknown id inside the sequence")
     keep = ~special
     if view == "auto":
-        full = bool(np.isin(types, (T.MICROTIMING, T.VELOCITY)).any())
+        full = bool(IS_PERFORMANCE[types].any())
     elif view in ("full", "composition"):
         full = view == "full"
     else:
@@ -94,18 +111,18 @@ def parse(ids: np.ndarray, vocab: Vocabulary, strict: bool = True,
 
     keep &= _check_group_shapes(types, keep, position, full, errors)
     keep &= _check_context(types, content, keep, position, vocab, errors)
-    keep &= _check_bar_overflow(types, content, keep, position, vocab, errors)
+    keep, timing = _check_bar_overflow(types, content, keep, position, vocab, errors)
     first_error = PerTokDecodeError(*errors.first) if errors.first else None
     if strict and first_error is not None:
         raise first_error
-    table = _build_table(types[keep], content[keep], vocab, full)
+    table = _build_table(types[keep], content[keep], vocab, full, timing)
     report = DecodeReport(num_tokens=len(content), num_dropped=int((~keep).sum()), first_error=first_error)
     return table, report
 
 
 def _groups(types: np.ndarray, keep: np.ndarray):
     """Group index of each kept token (-1 before the first head) and each group's start."""
-    is_head = keep & np.isin(types, HEADS)
+    is_head = keep & IS_HEAD[types]
     group = np.where(keep, np.cumsum(is_head) - 1, -1)
     starts = np.flatnonzero(is_head)
     return group, starts
@@ -120,16 +137,16 @@ def _check_group_shapes(types, keep, position, full, errors) -> np.ndarray:
     if not len(starts):
         return ~orphan
     good = np.ones(len(starts), bool)
-    tail = keep & (group >= 0) & ~np.isin(types, HEADS)
+    tail = keep & (group >= 0) & ~IS_HEAD[types]
     offset = np.arange(len(types)) - starts[np.maximum(group, 0)]
-    wanted = expected[types[starts[np.maximum(group, 0)]], np.minimum(offset, 3)]
+    wanted = expected[types[starts[np.maximum(group, 0)]], np.clip(offset, 0, 3)]
     wrong = tail & (wanted != types)
     if wrong.any():
         first = int(np.argmax(wrong))
-        actual, head = TYPE_NAMES[T(types[first])], TYPE_NAMES[T(types[starts[group[first]]])]
+        actual, head = TYPE_NAMES[TokenType(types[first])], TYPE_NAMES[TokenType(types[starts[group[first]]])]
         errors.add(position[first:first + 1],
                    f"{actual} without a note or pedal before it" if wanted[first] == _ANY else
-                   f"{actual} out of place: {head} expects {TYPE_NAMES[T(wanted[first])]} here "
+                   f"{actual} out of place: {head} expects {TYPE_NAMES[TokenType(wanted[first])]} here "
                    f"({'full' if full else 'composition'} view)")
     np.logical_and.at(good, group[wrong], False)
     member = np.flatnonzero(keep & (group >= 0))
@@ -147,7 +164,7 @@ def _check_group_shapes(types, keep, position, full, errors) -> np.ndarray:
 def _check_context(types, content, keep, position, vocab: Vocabulary, errors) -> np.ndarray:
     """Rules between groups: order around Bar, TimeSig, Program, TimeShift."""
     ok = keep.copy()
-    heads = np.flatnonzero(keep & np.isin(types, HEADS))
+    heads = np.flatnonzero(keep & IS_HEAD[types])
     head_type = types[heads]
     previous_type = np.concatenate([[-1], head_type[:-1]])
     is_bar = head_type == T.BAR
@@ -161,7 +178,7 @@ def _check_context(types, content, keep, position, vocab: Vocabulary, errors) ->
     program_value = vocab.value_of[content[heads]]
     last_program = np.maximum.accumulate(np.where(is_program, np.arange(len(heads)), -1))
     current = np.where(last_program >= 0, program_value[np.maximum(last_program, 0)], -999)
-    is_note = np.isin(head_type, NOTE_HEADS) | (head_type == T.PEDAL)
+    is_note = IS_TIMED[head_type]
     no_program = is_note & (current == -999) & ~bad
     errors.add(position[heads[no_program]], "a note or pedal before any Program")
     wrong_kit = ((head_type == T.PITCH) & (current == DRUM_PROGRAM)) | (
@@ -175,9 +192,9 @@ def _check_context(types, content, keep, position, vocab: Vocabulary, errors) ->
     alive = np.flatnonzero(~bad)
     next_type = np.append(head_type[alive][1:], -1)
     next_position = np.append(position[heads[alive]][1:], position[-1] + 1 if len(position) else 0)
-    lone_program = (head_type[alive] == T.PROGRAM) & ~np.isin(next_type, [T.PITCH, T.DRUM_PITCH, T.PEDAL])
+    lone_program = (head_type[alive] == T.PROGRAM) & ~IS_TIMED[next_type]
     errors.add(next_position[lone_program], "Program must be followed by a note or pedal")
-    lone_shift = (head_type[alive] == T.TIME_SHIFT) & ~np.isin(next_type, [T.TIME_SHIFT, T.PROGRAM, *EVENT_HEADS])
+    lone_shift = (head_type[alive] == T.TIME_SHIFT) & ~LEADS_TO_EVENT[next_type]
     errors.add(next_position[lone_shift], "TimeShift must lead to an event in the same bar")
     group, _ = _groups(types, keep)
     bad_group = np.zeros(len(heads) + 1, bool)
@@ -189,9 +206,7 @@ def _bar_lengths(types, content, vocab: Vocabulary) -> np.ndarray:
     """Length in ticks of every bar of a valid token stream (TimeSig carries over)."""
     is_bar = types == T.BAR
     bar_of = np.cumsum(is_bar) - 1
-    tpq = vocab.config.ticks_per_quarter
-    lengths_of = np.array([bar_length_ticks(n, d, tpq) for n, d in vocab.time_signatures] +
-                          [bar_length_ticks(4, 4, tpq)], np.int64)
+    lengths_of = vocab.bar_lengths
     signature = np.full(int(is_bar.sum()), -1, np.int64)
     is_signature = types == T.TIME_SIG
     signature[bar_of[is_signature]] = vocab.value_of[content[is_signature]]
@@ -210,35 +225,39 @@ def _positions(types, content, vocab):
     return bar_of, total - total[at_bar_line]
 
 
-def _check_bar_overflow(types, content, keep, position, vocab, errors) -> np.ndarray:
-    """No TimeShift may reach the next bar line; what lies past it in that bar is dropped."""
+def _check_bar_overflow(types, content, keep, position, vocab, errors):
+    """No TimeShift may reach the next bar line; what lies past it in that bar is dropped.
+
+    Returns:
+      (keep, timing): the kept mask, and (signature, lengths, bar_of, grid_position) with
+      the last two aligned to the kept tokens; dropping what lies past a bar line moves no
+      kept token, so the build reuses them.
+    """
     kept = np.flatnonzero(keep)
     t, c = types[kept], content[kept]
-    if not len(kept) or not (t == T.BAR).any():
-        return keep
-    _, lengths = _bar_lengths(t, c, vocab)
+    signature, lengths = _bar_lengths(t, c, vocab)
     bar_of, grid_position = _positions(t, c, vocab)
-    past = (bar_of >= 0) & (grid_position >= lengths[np.maximum(bar_of, 0)]) & (t != T.BAR)
+    past = (bar_of >= 0) & (t != T.BAR)
+    past[past] = grid_position[past] >= lengths[bar_of[past]]
     errors.add(position[kept[past & (t == T.TIME_SHIFT)]], "TimeShift passes the next bar line")
     out = keep.copy()
     out[kept[past]] = False
-    return out
+    return out, (signature, lengths, bar_of[~past], grid_position[~past])
 
 
-def _build_table(types: np.ndarray, content: np.ndarray, vocab: Vocabulary, full: bool) -> EventTable:
-    """EventTable of a grammatical token stream."""
+def _build_table(types: np.ndarray, content: np.ndarray, vocab: Vocabulary, full: bool, timing) -> EventTable:
+    """EventTable of a grammatical token stream, given its bars and positions."""
     config = vocab.config
-    signature, lengths = _bar_lengths(types, content, vocab)
+    signature, lengths, bar_of, grid_position = timing
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    bar_of, grid_position = _positions(types, content, vocab)
     values = vocab.value_of[content] if len(content) else np.zeros(0, np.int64)
     is_program = types == T.PROGRAM
     last_program = np.maximum.accumulate(np.where(is_program, np.arange(len(types)), -1))
     program = np.where(last_program >= 0, values[np.maximum(last_program, 0)], -2)
-    head = np.flatnonzero(np.isin(types, EVENT_HEADS))
+    head = np.flatnonzero(IS_EVENT[types])
     kind = np.select([types[head] == T.TEMPO, types[head] == T.PEDAL], [TEMPO, PEDAL], NOTE)
     is_tracked = kind != TEMPO
-    group = np.cumsum(np.isin(types, HEADS)) - 1
+    group = np.cumsum(IS_HEAD[types]) - 1
     event_of_group = np.full(group[-1] + 1 if len(group) else 0, -1)
     event_of_group[group[head]] = np.arange(len(head))
     is_duration = types == T.DURATION

@@ -50,11 +50,6 @@ class EventTable:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "bars"}
 
 
-def _signature_lengths(vocab: Vocabulary) -> np.ndarray:
-    tpq = vocab.config.ticks_per_quarter
-    return np.array([bar_length_ticks(n, d, tpq) for n, d in vocab.time_signatures], np.int64)
-
-
 def four_four_index(vocab: Vocabulary) -> int:
     """TimeSig index of 4/4 (-1 when TimeSig tokens are off or 4/4 has none)."""
     return vocab.time_signatures.index((4, 4)) if (4, 4) in vocab.time_signatures else -1
@@ -120,7 +115,7 @@ def score_to_table(score: symusic.Score, vocab: Vocabulary) -> EventTable:
     else:
         change_ticks, change_signature = np.zeros(0), np.zeros(0, np.int64)
     default_length = bar_length_ticks(4, 4, config.ticks_per_quarter)
-    bars = build_bar_map(change_ticks, change_signature, _signature_lengths(vocab),
+    bars = build_bar_map(change_ticks, change_signature, vocab.bar_lengths[:-1],
                          default_length, raw["onset"].max())
     bars = dataclasses.replace(bars, time_signature=np.where(
         bars.time_signature < 0, four_four_index(vocab), bars.time_signature))

@@ -124,6 +124,9 @@ class Vocabulary:
         self.values_tempo = self.values(TokenType.TEMPO)
         # Nearest Velocity token of each MIDI velocity 0..127 (ties to the softer).
         midpoints = (self.values_velocity[1:] + self.values_velocity[:-1]) / 2
+        # Bar length in ticks of each TimeSig token; the extra last entry (index -1) is 4/4.
+        tpq = config.ticks_per_quarter
+        self.bar_lengths = np.array([n * tpq * 4 // d for n, d in self.time_signatures] + [4 * tpq], np.int64)
         self.duration_tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per file resolution
         self.velocity_index_of = np.searchsorted(midpoints, np.arange(128), side="left")
 
