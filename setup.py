@@ -7,7 +7,7 @@ setup(
     description="PerTok tokenizer, Cadenza (Composer VAE + Performer) and PerceiverS in JAX/Flax",
     python_requires=">=3.11",
     packages=find_packages(include=[
-        "pertok*", "layers*", "training*", "composer*", "performer*",
+        "pertok*", "layers*", "training*", "baseline*", "composer*", "performer*",
         "perceivers*", "evaluation*", "experiments*", "benchmarks*",
     ]),
     # Lower bounds checked together on Python 3.11 (jax 0.10.2, flax 0.12.8, optax 0.2.8,

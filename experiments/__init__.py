@@ -1,0 +1,1 @@
+"""Entry points: `experiments.main` (train/eval), `experiments.sweep`, `experiments.plot`."""

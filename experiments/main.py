@@ -1,0 +1,52 @@
+"""Train or evaluate one config.
+
+    python -m experiments.main --config=experiments/configs/lm.py:tiny --workdir=runs/tiny \
+        [--mode=train|eval|check] [--config.train.steps=100 ...]
+"""
+import logging as std_logging
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments import config_file, launch
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file path.py[:variant]; override fields with --config.key=value.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and config.json go here.")
+_MODE = flags.DEFINE_enum("mode", "train", launch.MODES,
+                          "train (resumes from the workdir), eval (latest checkpoint) or check.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """Refuse an unknown config key with the nearest valid ones, before absl's traceback would."""
+    try:
+        config_file.check_overrides(argv)
+    except config_file.ConfigFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    return app.parse_flags_with_usage(argv)
+
+
+class _QuietLibraries:
+    """Keep orbax's per-save INFO chatter out of the progress log (warnings still show)."""
+
+    def filter(self, record) -> bool:
+        return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.get_absl_handler().addFilter(_QuietLibraries())
+    try:
+        launch.run(_CONFIG.value, _WORKDIR.value, _MODE.value)
+    except launch.user_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,76 @@
+"""Print (or run, one after another) the command line of every point of a config's sweep.
+
+    python -m experiments.sweep experiments/configs/lm.py[:variant] --workdir_root=runs/sweep [--run]
+
+The config file's `sweep(add)` calls `add(**{"train.learning_rate": 1e-3, ...})` once per point.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+
+from absl import app, flags
+
+from experiments import config_file
+
+_ROOT = flags.DEFINE_string("workdir_root", None, "Each point trains in WORKDIR_ROOT/<its overrides>.")
+_RUN = flags.DEFINE_bool("run", False, "Run the points one after another instead of printing them.")
+flags.mark_flag_as_required("workdir_root")
+
+
+def points(spec: str) -> list[dict]:
+    """The override dicts the config file's sweep(add) adds, each checked against the config."""
+    path, _ = config_file.split_spec(spec)
+    module = config_file.load_module(path)
+    if not hasattr(module, "sweep"):
+        raise config_file.ConfigFileError(f"{path} has no sweep(add) function")
+    keys, added = config_file.flat_keys(config_file.load_config(spec)), []
+    module.sweep(lambda **overrides: added.append(overrides))
+    for overrides in added:
+        for key in overrides:
+            if key not in keys:
+                raise config_file.ConfigFileError(
+                    f"sweep in {path} sets unknown key {key!r}; nearest valid keys: "
+                    f"{', '.join(config_file.nearest_keys(key, keys))}")
+    return added
+
+
+def point_name(overrides: dict) -> str:
+    """A workdir name from the overrides: 'learning_rate=0.001,num_layers=2'."""
+    text = ",".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in overrides.items())
+    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text) or "default"
+
+
+def commands(spec: str, workdir_root: str) -> list[list[str]]:
+    """One `python -m experiments.main ...` argument list per sweep point."""
+    result = []
+    for overrides in points(spec):
+        argv = ["python", "-m", "experiments.main", f"--config={spec}",
+                f"--workdir={workdir_root.rstrip('/')}/{point_name(overrides)}"]
+        argv += [f"--config.{key}={value}" for key, value in overrides.items()]
+        result.append(argv)
+    return result
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2:
+        raise app.UsageError("usage: python -m experiments.sweep CONFIG.py[:variant] --workdir_root=DIR")
+    try:
+        runs = commands(argv[1], _ROOT.value)
+    except config_file.ConfigFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    failed = []
+    for run_argv in runs:
+        print(shlex.join(run_argv), flush=True)
+        if _RUN.value and subprocess.run([sys.executable, *run_argv[1:]]).returncode != 0:
+            failed.append(run_argv)
+    if failed:
+        print(f"{len(failed)} of {len(runs)} runs failed", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,61 @@
+"""Which model package implements each `config.task`; imported lazily, by name."""
+from __future__ import annotations
+
+import importlib
+
+from training.task import Task
+from training.validate import ConfigError
+
+
+def _lm(config, tokenizer) -> Task:
+    from baseline import LMTask
+
+    return LMTask(config.model, tokenizer.vocab_size, config.model.context_length,
+                  pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
+
+
+def _composer(config, tokenizer) -> Task:
+    from composer import ComposerTask
+
+    return ComposerTask(config.model, config.kl, config.idea.num_bars, tokenizer)
+
+
+def _performer(config, tokenizer) -> Task:
+    from performer import PerformerTask
+
+    return PerformerTask(config.model, tokenizer)
+
+
+def _perceivers(config, tokenizer) -> Task:
+    from perceivers import PerceiverSTask
+
+    return PerceiverSTask(config.model, tokenizer.vocab_size, config.data.segmentation,
+                          pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id)
+
+
+TASKS = {"lm": _lm, "composer": _composer, "performer": _performer, "perceivers": _perceivers}
+
+# Modes beyond train/eval/check: mode -> {config.task: "module:function"}; the function is
+# imported when used and called as function(config, workdir). Each task adds its own entries.
+EXTRA_MODES = {
+    "vary": {"cadenza": "experiments.cadenza:vary"},
+    "generate": {"cadenza": "experiments.cadenza:generate",
+                 "perceivers": "experiments.perceivers:generate"},
+}
+
+
+def build_task(config, tokenizer) -> Task:
+    """The task named by `config.task`, sized for `tokenizer`'s vocabulary."""
+    if config.task not in TASKS:
+        raise ConfigError(f"task={config.task!r} is not one of {sorted(TASKS)}")
+    return TASKS[config.task](config, tokenizer)
+
+
+def run_mode(mode: str, config, workdir: str):
+    """Run one of EXTRA_MODES with the function registered for `config.task`."""
+    runners = EXTRA_MODES[mode]
+    if config.task not in runners:
+        raise ConfigError(f"--mode={mode} needs a config with task in {sorted(runners)}; "
+                          f"this one has task={config.task!r}")
+    module, _, function = runners[config.task].partition(":")
+    return getattr(importlib.import_module(module), function)(config, workdir)

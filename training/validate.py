@@ -1,0 +1,55 @@
+"""Config checks that run before anything compiles, each naming the key and the reason."""
+from __future__ import annotations
+
+from training.task import Task
+
+
+class ConfigError(ValueError):
+    """One or more config values are inconsistent; the message lists every reason."""
+
+
+def validate(config, num_devices: int, num_processes: int = 1, task: Task | None = None) -> None:
+    """Raise ConfigError listing every problem with the harness config (and the task's)."""
+    train, errors = config.train, []
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            errors.append(message)
+
+    check(train.steps > 0, f"train.steps={train.steps} must be positive")
+    check(train.batch_size > 0, f"train.batch_size={train.batch_size} must be positive")
+    check(train.accum_steps >= 1, f"train.accum_steps={train.accum_steps} must be at least 1")
+    if train.batch_size > 0 and train.accum_steps >= 1:
+        micro, remainder = divmod(train.batch_size, train.accum_steps)
+        check(remainder == 0, f"train.batch_size={train.batch_size} must be divisible by "
+                              f"train.accum_steps={train.accum_steps}")
+        check(remainder or micro % num_devices == 0,
+              f"train.batch_size={train.batch_size} / train.accum_steps={train.accum_steps} "
+              f"= {micro} rows per microbatch cannot be split over {num_devices} devices; "
+              f"use a multiple of {num_devices * train.accum_steps}")
+    check(config.eval.batch_size > 0 and config.eval.batch_size % num_devices == 0,
+          f"eval.batch_size={config.eval.batch_size} must be a positive multiple of the "
+          f"{num_devices} devices")
+    check(config.mesh.fsdp >= 1 and num_devices % config.mesh.fsdp == 0,
+          f"mesh.fsdp={config.mesh.fsdp} must divide the {num_devices} devices")
+    check(num_devices % num_processes == 0,
+          f"{num_devices} devices cannot be split evenly over {num_processes} processes")
+    check(train.learning_rate > 0, f"train.learning_rate={train.learning_rate} must be positive")
+    check(0 <= train.warmup_steps <= train.steps,
+          f"train.warmup_steps={train.warmup_steps} must lie in 0..train.steps={train.steps}")
+    check(0 <= train.end_lr_fraction <= 1,
+          f"train.end_lr_fraction={train.end_lr_fraction} must lie in [0, 1]")
+    check(train.grad_clip >= 0, f"train.grad_clip={train.grad_clip} must be >= 0 (0 = off)")
+    check(config.checkpoint.every > 0, f"checkpoint.every={config.checkpoint.every} must be positive")
+    check(config.checkpoint.keep >= 1, f"checkpoint.keep={config.checkpoint.keep} must be at least 1")
+    check(0 <= config.data.valid_fraction < 1,
+          f"data.valid_fraction={config.data.valid_fraction} must lie in [0, 1)")
+    check(config.data.pitch_shift >= 0 and config.data.velocity_shift >= 0,
+          "data.pitch_shift and data.velocity_shift must be >= 0")
+    if task is not None:
+        try:
+            task.validate()
+        except ValueError as error:
+            errors.append(str(error))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
