@@ -17,7 +17,7 @@ import pytest
 
 from layers import masks
 from layers.attention import attention, choose_implementation
-from layers_testing import fast_jit, normal
+from tests.layers.layers_testing import fast_jit, normal
 
 F32_TOL = dict(atol=1e-5, rtol=1e-5, grad=1e-5)
 BF16_TOL = dict(atol=2e-2, rtol=2e-2, grad=3e-2)

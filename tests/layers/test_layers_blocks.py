@@ -9,7 +9,7 @@ import pytest
 from layers import masks
 from layers.blocks import CrossAttentionBlock, SelfAttentionBlock, TransformerBlock
 from layers.cache import KVCache
-from layers_testing import fast_jit, normal
+from tests.layers.layers_testing import fast_jit, normal
 
 B, T, WIDTH, HEADS, HEAD_DIM = 2, 8, 32, 2, 16
 BLOCK = functools.partial(TransformerBlock, num_heads=HEADS, head_dim=HEAD_DIM, mlp_dim=64,

@@ -7,7 +7,7 @@ import pytest
 from layers import masks
 from layers.attention import attention
 from layers.cache import KVCache
-from layers_testing import normal
+from tests.layers.layers_testing import normal
 
 B, S, H, D = 2, 24, 2, 16
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from layers.rotary import apply_rotary, rotary_dim
-from layers_testing import normal
+from tests.layers.layers_testing import normal
 
 # Jitted once per shape: eager op-by-op dispatch would dominate these tests' time.
 rotate = jax.jit(apply_rotary, static_argnames=("fraction", "base"))
