@@ -54,6 +54,10 @@ def run(config, workdir: str, mode: str = "train") -> dict | None:
         if mode == "train":
             trainer.train()
             return None
-        return trainer.evaluate_latest()
+        results = trainer.evaluate_latest()
+        if jax.process_index() == 0:
+            from experiments.sample_report import report_samples
+            report_samples(config, workdir, store)
+        return results
     finally:
         trainer.close()

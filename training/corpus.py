@@ -38,6 +38,11 @@ def store_path(data, midi_dir: str) -> str:
     return os.path.join(data.cache_dir, "stores", f"{os.path.basename(midi_dir.rstrip('/'))}-{tag}")
 
 
+def resolve_midi_dir(data) -> str:
+    """The MIDI folder a data config reads: `data.midi_dir`, or the built-in corpus's."""
+    return data.midi_dir or os.path.join(data.cache_dir, f"builtin-{data.builtin_pieces}")
+
+
 def open_store(data):
     """The `pertok.store.TokenStore` of the `data` config, built by process 0 when missing.
 
@@ -48,12 +53,10 @@ def open_store(data):
     from pertok.store import TokenStore, build_store
 
     chief = jax.process_index() == 0
-    midi_dir = data.midi_dir
-    if not midi_dir:
-        midi_dir = os.path.join(data.cache_dir, f"builtin-{data.builtin_pieces}")
-        if chief:
-            builtin_corpus(data.cache_dir, data.builtin_pieces)
-    elif not os.path.isdir(midi_dir):
+    midi_dir = resolve_midi_dir(data)
+    if not data.midi_dir and chief:
+        builtin_corpus(data.cache_dir, data.builtin_pieces)
+    elif data.midi_dir and not os.path.isdir(midi_dir):
         raise FileNotFoundError(f"data.midi_dir={midi_dir!r} is not a directory")
     path = store_path(data, midi_dir)
     if chief:
