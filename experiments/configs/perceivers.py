@@ -1,0 +1,122 @@
+"""PerceiverS (multi-scale Perceiver AR, effective segmentation) on PerTok tokens.
+
+    python -m experiments.main --config=experiments/configs/perceivers.py:tiny --workdir=runs/ps-tiny
+    python -m experiments.main --config=experiments/configs/perceivers.py:tiny --workdir=runs/ps-tiny \
+        --mode=generate [--config.sample.prompt=IN.mid] [--config.sample.num_tokens=4096]
+    python -m experiments.sweep experiments/configs/perceivers.py:base --workdir_root=runs/ps-sweep
+
+`model.scale_window = 0` is plain Perceiver AR (the model's `scale_window=None`): a command-line
+override cannot set an int field to None.
+"""
+import ml_collections
+
+VARIANTS = ("tiny", "base", "paper")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Variants: `tiny` (2-core CPU, built-in corpus, minutes), `base` (one GPU, default) and
+    `paper` (context 32768, query 1024)."""
+    variant = arg or "base"
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} of perceivers.py; choose one of {VARIANTS}")
+    tiny, paper = variant == "tiny", variant == "paper"
+    c = ml_collections.ConfigDict()
+    c.task = "perceivers"  # which model package experiments/tasks.py wires in
+    c.seed = 0  # parameters, dropout, example order, augmentation and sampling derive from it
+
+    c.model = ml_collections.ConfigDict()
+    c.model.context_length = 256 if tiny else 32768 if paper else 8192  # L: tokens of context
+    c.model.query_length = 64 if tiny else 1024  # N: latents, the positions trained per example
+    c.model.scale_window = 64 if tiny else 1024  # W of the second cross-attention; 0 = none
+    c.model.combination = "cascade"  # how the two cross-attentions combine: cascade, sum, concat
+    c.model.d_model = 64 if tiny else 1024 if paper else 512  # residual stream width
+    c.model.num_layers = 2 if tiny else 12 if paper else 8  # self-attention blocks over latents
+    c.model.num_heads = 4 if tiny else 16 if paper else 8  # attention heads; must divide d_model
+    c.model.mlp_dim = 256 if tiny else 4 * (1024 if paper else 512)  # hidden width of each MLP
+    c.model.rotary_fraction = 0.5  # share of each head's channels rotated (Perceiver AR: 0.5)
+    c.model.dropout = 0.0 if tiny else 0.1  # on residual branches
+    c.model.context_dropout = 0.0 if tiny else 0.15  # drop prefix keys of the cross-attention
+    c.model.attention_impl = "auto"  # layers.attention implementation: auto, xla, blockwise...
+    c.model.remat = paper  # recompute attention and MLPs on the backward pass to save memory
+    c.model.dtype = "float32" if tiny else "bfloat16"  # compute dtype; parameters stay float32
+
+    c.data = ml_collections.ConfigDict()
+    c.data.segmentation = "effective"  # examples per piece: effective, fixed, random_crop
+    c.data.midi_dir = ""  # MIDI files to tokenize; "" = the built-in synthetic corpus
+    c.data.builtin_pieces = 64 if tiny else 2000  # pieces of the built-in corpus
+    c.data.cache_dir = "runs/cache"  # where the built-in corpus and token stores are kept
+    c.data.store_dir = ""  # token store path; "" = a cache entry named after midi_dir
+    c.data.store_workers = 1 if tiny else 0  # processes tokenizing a new store; 0 = per core
+    c.data.valid_fraction = 0.1  # share of pieces (by a hash of their path) held out
+    c.data.pitch_shift = 3  # transpose by up to this many semitones (drums untouched)
+    c.data.velocity_shift = 2  # shift velocities by up to this many bins
+    c.data.prefetch = 2  # batches built ahead on a background thread
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 600 if tiny else 100_000  # optimizer updates
+    c.train.batch_size = 16 if tiny else 32  # global examples per update (all processes)
+    c.train.accum_steps = 1  # microbatches per update (gradient accumulation)
+    c.train.learning_rate = 2e-3 if tiny else 3e-4  # peak AdamW learning rate
+    c.train.warmup_steps = 30 if tiny else 2000  # linear warmup from 0 to the peak
+    c.train.end_lr_fraction = 0.1  # cosine decay ends at this fraction of the peak
+    c.train.weight_decay = 0.01 if tiny else 0.1  # AdamW decay on weight matrices only
+    c.train.b1 = 0.9  # Adam first-moment decay
+    c.train.b2 = 0.95  # Adam second-moment decay
+    c.train.grad_clip = 1.0  # clip the global gradient norm to this; 0 = off
+    c.train.log_every = 25 if tiny else 100  # steps between metrics lines and progress lines
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every = 200 if tiny else 2000  # steps between validation passes; 0 = never
+    c.eval.batches = 8 if tiny else 50  # fixed validation batches per pass
+    c.eval.batch_size = 16 if tiny else 32  # examples per validation batch (all processes)
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 200 if tiny else 2000  # steps between checkpoints
+    c.checkpoint.keep = 3  # most recent checkpoints kept
+    c.checkpoint.preemption_sync_every = 10  # steps between multi-process stop-flag checks
+
+    c.sample = ml_collections.ConfigDict()
+    c.sample.prompt = ""  # MIDI file to continue (tokenized with PerTok); "" = from nothing
+    c.sample.prompt_tokens = 0  # use only the first this many prompt tokens; 0 = all
+    c.sample.num_tokens = 1024 if tiny else 4096  # tokens to generate after the prompt
+    c.sample.num_samples = 1  # samples drawn at once (one MIDI file each)
+    c.sample.temperature = 1.0  # 0 = greedy
+    c.sample.top_k = 0  # keep the k most likely tokens; 0 = all
+    c.sample.top_p = 0.95  # nucleus: the fewest tokens reaching this probability; 1 = all
+    c.sample.reset_fill = 0  # latents kept when the latent cache resets; 0 = query_length // 2
+    c.sample.seed = 0  # sampling seed; the same seed and checkpoint give the same sample
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.fsdp = 1  # devices per parameter shard (fsdp axis); the rest is the data axis
+    c.mesh.fsdp_min_size = 2**14  # parameters with fewer elements stay replicated
+
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = False  # jax.distributed.initialize(); also on JAX_COORDINATOR_ADDRESS
+    c.distributed.coordinator_address = ""  # host:port of process 0; "" = detect
+    c.distributed.num_processes = 0  # 0 = detect
+    c.distributed.process_id = -1  # -1 = detect
+
+    c.lock()
+    return c
+
+
+def sweep(add) -> None:
+    """The paper's ablations around `base`, one axis at a time (run them with `:base`).
+
+    Scale window {512, 1024, 2048, none (0)}, combination {cascade, sum, concat}, segmentation
+    {effective, fixed, random_crop}, context length {4096, 8192, 16384, 32768}: the point
+    equal to `base` (W 1024, cascade, effective, L 8192) once, then every other value alone.
+    """
+    axes = {
+        "model.scale_window": (512, 1024, 2048, 0),
+        "model.combination": ("cascade", "sum", "concat"),
+        "data.segmentation": ("effective", "fixed", "random_crop"),
+        "model.context_length": (4096, 8192, 16384, 32768),
+    }
+    base = get_config("base")
+    add()
+    for key, values in axes.items():
+        block, field = key.split(".")
+        for value in values:
+            if value != base[block][field]:
+                add(**{key: value})
