@@ -1,0 +1,116 @@
+"""Sampling ideas from the Composer: latents (prior, variations, interpolation), cached
+autoregressive decoding with temperature and top-p, and grammar repair through PerTok."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from composer import grammar, vae
+from composer.ideas import cut_points, select_bars
+from composer.model import BOS_ID, PAD_ID, ComposerModel
+from pertok import EmptyScoreError, TokenType
+
+EOS_ID = 2
+_NEVER = -1e9  # logit of a token that may not be sampled (finite: top-p sorts it last)
+
+
+def top_p_logits(logits_BxV: jax.Array, top_p: float | jax.Array) -> jax.Array:
+    """Nucleus filtering: keep the most likely tokens whose probabilities sum to `top_p`.
+
+    The most likely token is always kept; top_p >= 1 keeps every token.
+    """
+    order_BxV = jnp.argsort(-logits_BxV, axis=-1)
+    sorted_BxV = jnp.take_along_axis(logits_BxV, order_BxV, axis=-1)
+    probs_BxV = jax.nn.softmax(sorted_BxV.astype(jnp.float32), axis=-1)
+    before_BxV = jnp.cumsum(probs_BxV, axis=-1) - probs_BxV  # mass of the more likely tokens
+    sorted_BxV = jnp.where(before_BxV >= top_p, _NEVER, sorted_BxV)
+    return jnp.take_along_axis(sorted_BxV, jnp.argsort(order_BxV, axis=-1), axis=-1)
+
+
+def prior_latents(rng: jax.Array, num: int, latent_dim: int) -> jax.Array:
+    """z ~ N(0, I): [num, Z], for ideas from nothing."""
+    return jax.random.normal(rng, (num, latent_dim), jnp.float32)
+
+
+def variation_latents(rng: jax.Array, mu_Z: jax.Array, logvar_Z: jax.Array, num: int,
+                      strength: float) -> jax.Array:
+    """z = mu + strength * sigma * eps around one idea's posterior: [num, Z]."""
+    eps_NxZ = jax.random.normal(rng, (num, mu_Z.shape[-1]), jnp.float32)
+    return vae.reparameterize(mu_Z[None], logvar_Z[None], eps_NxZ, strength)
+
+
+class IdeaGenerator:
+    """Decodes ideas from latents, one token at a time with a KV cache (jitted once per shape).
+
+    Sampling follows PerTok's grammar (`composer.grammar`), so every idea decodes unless it
+    runs out of tokens mid-note; `finish_idea` repairs that case.
+    """
+
+    def __init__(self, model: ComposerModel, tokenizer, max_tokens: int, num_bars: int):
+        self.model, self.max_tokens, self.num_bars = model, max_tokens, num_bars
+        self.tables = grammar.GrammarTables.from_tokenizer(tokenizer)
+        self._sample = jax.jit(self._sample_impl)
+
+    def __call__(self, params: dict, z_BxZ: jax.Array, rng: jax.Array, temperature: float = 1.0,
+                 top_p: float = 1.0) -> np.ndarray:
+        """Token ids [B, max_tokens]: each idea, its EOS, then PAD."""
+        ids = self._sample(params, jnp.asarray(z_BxZ, jnp.float32), rng,
+                           jnp.float32(max(temperature, 1e-4)), jnp.float32(top_p))
+        return np.asarray(ids)
+
+    def _next_token(self, params, token_B, z_BxZ, caches, rules, rng, temperature, top_p):
+        logits_Bx1xV, caches = self.model.decode(params, token_B[:, None], z_BxZ, caches=caches)
+        allowed_BxV = grammar.allowed(rules, self.tables, self.num_bars)
+        logits_BxV = jnp.where(allowed_BxV, logits_Bx1xV[:, 0].astype(jnp.float32), _NEVER)
+        logits_BxV = top_p_logits(logits_BxV / temperature, top_p)
+        return jax.random.categorical(rng, logits_BxV).astype(jnp.int32), caches
+
+    def _sample_impl(self, params, z_BxZ, rng, temperature, top_p):
+        batch = z_BxZ.shape[0]
+        out_BxN = jnp.full((batch, self.max_tokens), PAD_ID, jnp.int32)
+        state = (jnp.int32(0), jnp.full((batch,), BOS_ID, jnp.int32),
+                 self.model.empty_caches(batch, self.max_tokens),
+                 grammar.GrammarState.start(batch, self.tables), rng, out_BxN,
+                 jnp.zeros((batch,), bool))
+
+        def running(state):
+            position, *_, done_B = state
+            return (position < self.max_tokens) & ~done_B.all()
+
+        def step(state):
+            position, token_B, caches, rules, rng, out_BxN, done_B = state
+            rng, draw = jax.random.split(rng)
+            token_B, caches = self._next_token(params, token_B, z_BxZ, caches, rules, draw,
+                                               temperature, top_p)
+            token_B = jnp.where(done_B, PAD_ID, token_B)
+            rules = grammar.advance(rules, token_B, self.tables)
+            out_BxN = jax.lax.dynamic_update_slice(out_BxN, token_B[:, None], (0, position))
+            return position + 1, token_B, caches, rules, rng, out_BxN, done_B | (token_B == EOS_ID)
+
+        return jax.lax.while_loop(running, step, state)[5]
+
+
+def finish_idea(ids: np.ndarray, tokenizer, num_bars: int) -> tuple[np.ndarray, float]:
+    """A sampled idea made grammatical: cut at EOS and after `num_bars` bars, decoded leniently
+    (broken notes dropped) and re-encoded. An idea that ran out of tokens before its EOS is
+    first cut after its last whole note. Returns (composition ids, token error rate); the ids
+    are empty when no note survived."""
+    ids = np.asarray(ids)
+    ends = np.flatnonzero((ids == EOS_ID) | (ids == PAD_ID))
+    if len(ends):
+        ids = ids[:ends[0]]
+    elif len(ids) and tokenizer.token_types(ids[-1:])[0] != TokenType.DURATION:
+        whole = cut_points(tokenizer.token_types(ids))
+        ids = ids[:whole[-1]] if len(whole) else ids
+    bars = np.flatnonzero(tokenizer.token_types(ids) == TokenType.BAR)
+    if len(bars) > num_bars:
+        ids = ids[:bars[num_bars]]
+    score, report = tokenizer.decode(ids, strict=False, view="composition", report=True)
+    try:
+        clean = tokenizer.encode(score, view="composition")
+    except EmptyScoreError:
+        return np.zeros(0, np.int32), report.error_rate
+    if (tokenizer.token_types(clean) == TokenType.BAR).sum() > num_bars:  # long notes may add bars
+        clean = select_bars(clean, tokenizer, 0, num_bars)[0]
+    return clean, report.error_rate

@@ -1,0 +1,59 @@
+"""The variational pieces of the Composer as plain functions: KL, free bits, reparameterisation,
+the cyclical beta schedule and active units. All in float32."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def kl_per_dimension(mu_BxZ: jax.Array, logvar_BxZ: jax.Array) -> jax.Array:
+    """KL(N(mu, sigma^2) || N(0, 1)) of each latent dimension, in nats: [B, Z]."""
+    mu_BxZ, logvar_BxZ = mu_BxZ.astype(jnp.float32), logvar_BxZ.astype(jnp.float32)
+    return 0.5 * (jnp.square(mu_BxZ) + jnp.exp(logvar_BxZ) - 1.0 - logvar_BxZ)
+
+
+def free_bits_kl(kl_BxZ: jax.Array, free_bits: float) -> jax.Array:
+    """Sum over dimensions of max(batch-mean KL of the dimension, free_bits) (Kingma et al. 2016).
+
+    A dimension whose KL is below `free_bits` nats gets no gradient from the KL term, so the
+    optimiser has no reason to push it all the way to the prior (posterior collapse).
+    """
+    return jnp.maximum(kl_BxZ.mean(axis=0), free_bits).sum()
+
+
+def reparameterize(mu_BxZ: jax.Array, logvar_BxZ: jax.Array, eps_BxZ: jax.Array,
+                   strength: float | jax.Array = 1.0) -> jax.Array:
+    """z = mu + strength * sigma * eps; strength 1 samples the posterior, 0 gives its mean.
+
+    A strength between 0 and 1 is a variation that stays closer to the encoded idea.
+    """
+    sigma_BxZ = jnp.exp(0.5 * logvar_BxZ.astype(jnp.float32))
+    return mu_BxZ.astype(jnp.float32) + strength * sigma_BxZ * eps_BxZ.astype(jnp.float32)
+
+
+def cyclical_beta(step: jax.Array | int, *, beta_max: float, warmup_steps: int, cycle_steps: int,
+                  ramp_fraction: float) -> jax.Array:
+    """KL weight at `step`: 0 during the zero-KL warm-up, then cycles (Fu et al. 2019).
+
+    Each cycle of `cycle_steps` rises linearly from 0 to `beta_max` over its first
+    `ramp_fraction` and stays there for the rest of the cycle. `cycle_steps == 0` turns the
+    cycles off: beta is `beta_max` from the end of the warm-up on.
+    """
+    step = jnp.asarray(step, jnp.float32)
+    after_warmup = step - warmup_steps
+    if cycle_steps <= 0:
+        return jnp.where(after_warmup < 0, 0.0, beta_max).astype(jnp.float32)
+    phase = jnp.mod(jnp.maximum(after_warmup, 0.0), cycle_steps) / cycle_steps
+    ramp = jnp.minimum(phase / ramp_fraction, 1.0) if ramp_fraction > 0 else jnp.ones_like(phase)
+    return jnp.where(after_warmup < 0, 0.0, beta_max * ramp).astype(jnp.float32)
+
+
+def active_units(mu_BxZ: jax.Array, threshold: float = 0.01) -> jax.Array:
+    """Dimensions whose posterior mean varies across the batch: Var_b(mu) > threshold (Burda et al.)."""
+    return (jnp.var(mu_BxZ.astype(jnp.float32), axis=0) > threshold).sum().astype(jnp.float32)
+
+
+def interpolate(z_a_Z: jax.Array, z_b_Z: jax.Array, num_points: int) -> jax.Array:
+    """`num_points` latents on the straight line from z_a to z_b, both ends included: [N, Z]."""
+    weights_Nx1 = jnp.linspace(0.0, 1.0, num_points, dtype=jnp.float32)[:, None]
+    return (1.0 - weights_Nx1) * z_a_Z[None] + weights_Nx1 * z_b_Z[None]

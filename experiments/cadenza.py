@@ -1,0 +1,246 @@
+"""Cadenza: expressive variations of a user's idea, or new ideas, from a trained Composer and
+Performer (`--mode=vary` and `--mode=generate` of `experiments.main`).
+
+The Composer encodes the idea (its composition tokens), samples latents around it, and
+decodes new ideas; PerTok repairs their grammar; the Performer fills their MicroTiming and
+Velocity; the results are written as MIDI with piano rolls, and compared with the input by
+MuseMorphose's chroma and groove similarity.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from composer import (IdeaGenerator, composition_view, finish_idea, idea_example, prior_latents,
+                      select_bars, variation_latents)
+from evaluation.notes import piece_notes
+from evaluation.plots import write_piano_rolls
+from evaluation.similarity import chroma_similarity, groove_similarity
+from experiments.tasks import build_task
+from pertok import EmptyScoreError, PerTok, TokenType
+from performer import PerformanceFiller
+from training.checkpoint import Checkpoints
+from training.optim import make_optimizer
+from training.state import abstract_state
+from training.validate import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A task and its parameters restored from the latest checkpoint of a workdir."""
+
+    task: Any
+    params: Any
+    config: ml_collections.ConfigDict
+    step: int
+    compiled: dict = dataclasses.field(default_factory=dict)  # jitted samplers, built once
+
+
+_LOADED: dict[tuple[str, int], Trained] = {}  # (workdir, step): a second mode reuses compilations
+
+
+def load_trained(workdir: str, tokenizer: PerTok, task_name: str) -> Trained:
+    """The latest checkpoint of a `composer` or `performer` training run, on one device."""
+    hint = (f"train one first: python -m experiments.main "
+            f"--config=experiments/configs/{task_name}.py:tiny --workdir={workdir}")
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"{task_name} workdir {workdir!r} holds no checkpoints; {hint}")
+    checkpoints = Checkpoints(workdir, keep=1_000_000)  # reading only: never prunes
+    try:
+        step = checkpoints.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"{task_name} workdir {workdir!r} holds no checkpoints; {hint}")
+        if (os.path.abspath(workdir), step) in _LOADED:
+            return _LOADED[os.path.abspath(workdir), step]
+        config = ml_collections.ConfigDict(checkpoints.saved_config(step))
+        if config.get("task") != task_name:
+            raise ConfigError(f"{workdir!r} is a {config.get('task')!r} run, not a {task_name!r} run")
+        task = build_task(config, tokenizer)
+        tx, _ = make_optimizer(config.train)
+        abstract = abstract_state(task, tx, task.example_batch(1), config.seed)
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        state = checkpoints.restore(abstract, jax.tree.map(lambda _: device, abstract), step)
+    finally:
+        checkpoints.close()
+    logging.info("%s: step %d of %s", task_name, step, workdir)
+    trained = _LOADED[os.path.abspath(workdir), step] = Trained(task, state.params, config, step)
+    return trained
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def read_idea(path: str, full: np.ndarray, tokenizer: PerTok, composer: Trained,
+              start_bar: int) -> tuple[np.ndarray, str]:
+    """The idea of a piece's full-view ids (standalone) and a note for the user on how it was cut."""
+    total = int((tokenizer.token_types(full) == TokenType.BAR).sum())
+    num_bars = composer.task.num_bars
+    _check(1 <= start_bar <= total,
+           f"vary.start_bar={start_bar} is outside the {total} bars of {path}")
+    idea, taken, truncated = select_bars(full, tokenizer, start_bar - 1, num_bars,
+                                         composer.task.context_length - 1)
+    if not np.isin(tokenizer.token_types(idea), (TokenType.PITCH, TokenType.DRUM_PITCH)).any():
+        raise EmptyScoreError(f"{path}: bars {start_bar}-{start_bar + taken - 1} hold no notes; "
+                              f"choose others with --config.vary.start_bar")
+    note = ""
+    if total > taken or truncated:
+        last = start_bar + taken - 1
+        bars = f"bar {start_bar} is" if last == start_bar else f"bars {start_bar}-{last} are"
+        note = (f"{path} has {total} bars; the Composer's ideas are {num_bars} bars of at most "
+                f"{composer.task.context_length - 1} tokens, so {bars} varied"
+                + (f" (bar {last} cut after its last note that fits)" if truncated else "")
+                + "; choose others with --config.vary.start_bar")
+    return idea, note
+
+
+def compose(composer: Trained, tokenizer: PerTok, z_NxZ: jax.Array, rng: jax.Array,
+            temperature: float, top_p: float) -> tuple[list[np.ndarray], list[float]]:
+    """Decoded, repaired composition ids of each latent and the token error rate of each."""
+    if "generator" not in composer.compiled:
+        composer.compiled["generator"] = IdeaGenerator(
+            composer.task.model, tokenizer, composer.task.context_length, composer.task.num_bars)
+    generator = composer.compiled["generator"]
+    sampled = generator(composer.params, z_NxZ, rng, temperature, top_p)
+    finished = [finish_idea(ids, tokenizer, composer.task.num_bars) for ids in sampled]
+    return [ids for ids, _ in finished], [rate for _, rate in finished]
+
+
+def perform(performer: Trained | None, tokenizer: PerTok, compositions: list[np.ndarray],
+            rng: jax.Array, temperature: float) -> list[Any]:
+    """Scores of the compositions, performed by the Performer (None where a composition is empty)."""
+    scores: list[Any] = [None] * len(compositions)
+    present = [n for n, ids in enumerate(compositions) if len(ids)]
+    if not present:
+        return scores
+    if performer is None:
+        for n in present:
+            scores[n] = playable(tokenizer.decode(compositions[n], view="composition"))
+        return scores
+    if "filler" not in performer.compiled:
+        performer.compiled["filler"] = PerformanceFiller(performer.task)
+    filled = performer.compiled["filler"](performer.params, [compositions[n] for n in present],
+                                          rng, temperature)
+    for n, ids in zip(present, filled):
+        scores[n] = playable(tokenizer.decode(ids, strict=False))
+    return scores
+
+
+def _load_models(config, tokenizer: PerTok) -> tuple[Trained, Trained | None]:
+    composer = load_trained(config.composer_workdir, tokenizer, "composer")
+    performer = (load_trained(config.performer_workdir, tokenizer, "performer")
+                 if config.performer_workdir else None)
+    return composer, performer
+
+
+def playable(score):
+    """The score without empty tracks, and with no note before time 0: a negative MicroTiming
+    on the first beat decodes to a negative onset, which a MIDI file cannot hold."""
+    score.tracks = [track for track in score.tracks if len(track.notes)]
+    for track in score.tracks:
+        for note in track.notes:
+            if note.time < 0:
+                note.duration, note.time = max(note.duration + note.time, 1), 0
+    return score
+
+
+def _write(out_dir: Path, name: str, score, reference: tuple[str, Any] | None, num_bars: int) -> None:
+    score.dump_midi(str(out_dir / f"{name}.mid"))
+    rows = ([reference] if reference else []) + [(name, piece_notes(score, num_bars))]
+    write_piano_rolls(out_dir / f"{name}.png", rows, num_bars)
+
+
+def vary(config, workdir: str) -> dict:
+    """Write `vary.num_variations` performed variations of the input's idea under WORKDIR/variations,
+    print each one's chroma and groove similarity to the input; returns the summary."""
+    v = config.vary
+    _check(bool(v.input), "--mode=vary needs the input MIDI file: --config.vary.input=IN.mid")
+    _check(v.num_variations >= 1, f"vary.num_variations={v.num_variations} must be at least 1")
+    _check(v.strength >= 0, f"vary.strength={v.strength} must be >= 0")
+    _check(v.temperature > 0 and 0 < v.top_p <= 1,
+           f"vary.temperature={v.temperature} must be > 0 and vary.top_p={v.top_p} in (0, 1]")
+    tokenizer = PerTok()
+    if not os.path.isfile(v.input):
+        raise FileNotFoundError(f"vary.input={v.input!r}: no such MIDI file")
+    full = tokenizer.encode(v.input)  # unreadable or empty MIDI: a PerTokError naming the file
+    composer, performer = _load_models(config, tokenizer)
+    idea, note = read_idea(v.input, full, tokenizer, composer, v.start_bar)
+    if note:
+        print(note)
+        logging.info("%s", note)
+    latent_rng, sample_rng, perform_rng = jax.random.split(jax.random.key(config.seed), 3)
+    encoder_ids = idea_example(composition_view(idea, tokenizer), composer.task.context_length)
+    mu_1xZ, logvar_1xZ = jax.jit(composer.task.model.encode)(composer.params,
+                                                             encoder_ids["encoder_ids"][None])
+    z_NxZ = variation_latents(latent_rng, mu_1xZ[0], logvar_1xZ[0], v.num_variations, v.strength)
+    compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, v.temperature, v.top_p)
+    scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature)
+
+    out_dir = Path(workdir) / "variations"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    num_bars = composer.task.num_bars
+    input_score = playable(tokenizer.decode(idea))
+    _write(out_dir, "input", input_score, None, num_bars)
+    reference = ("input", piece_notes(input_score, num_bars))
+    rows = []
+    for n, (score, error_rate) in enumerate(zip(scores, error_rates)):
+        name = f"variation_{n}"
+        row = {"name": name, "token_error_rate": error_rate, "chroma": 0.0, "groove": 0.0,
+               "notes": 0}
+        if score is not None:
+            _write(out_dir, name, score, reference, num_bars)
+            row.update(chroma=chroma_similarity(input_score, score),
+                       groove=groove_similarity(input_score, score), notes=int(score.note_num()))
+        rows.append(row)
+    return _summarise(out_dir, rows, v.input, v.strength)
+
+
+def _summarise(out_dir: Path, rows: list[dict], source: str, strength: float) -> dict:
+    print(f"variations of {source} (strength {strength}) in {out_dir}:")
+    for row in rows:
+        print(f"  {row['name']}.mid  chroma {row['chroma']:.3f}  groove {row['groove']:.3f}  "
+              f"notes {row['notes']:3d}  token errors {100 * row['token_error_rate']:.1f}%"
+              + ("" if row["notes"] else "  (no notes survived: not written)"))
+    summary = {"input": source, "strength": strength, "variations": rows,
+               "mean_chroma": float(np.mean([r["chroma"] for r in rows])),
+               "mean_groove": float(np.mean([r["groove"] for r in rows]))}
+    print(f"  mean     chroma {summary['mean_chroma']:.3f}  groove {summary['mean_groove']:.3f}")
+    (out_dir / "similarity.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def generate(config, workdir: str) -> dict:
+    """Write `generate.num_ideas` performed ideas from the prior under WORKDIR/ideas."""
+    g = config.generate
+    _check(g.num_ideas >= 1, f"generate.num_ideas={g.num_ideas} must be at least 1")
+    _check(g.temperature > 0 and 0 < g.top_p <= 1,
+           f"generate.temperature={g.temperature} must be > 0 and generate.top_p={g.top_p} in (0, 1]")
+    tokenizer = PerTok()
+    composer, performer = _load_models(config, tokenizer)
+    latent_rng, sample_rng, perform_rng = jax.random.split(jax.random.key(config.seed), 3)
+    z_NxZ = prior_latents(latent_rng, g.num_ideas, composer.task.model.latent_dim)
+    compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, g.temperature, g.top_p)
+    scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature)
+    out_dir = Path(workdir) / "ideas"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n, (score, error_rate) in enumerate(zip(scores, error_rates)):
+        notes = 0 if score is None else int(score.note_num())
+        if score is not None:
+            _write(out_dir, f"idea_{n}", score, None, composer.task.num_bars)
+        rows.append({"name": f"idea_{n}", "token_error_rate": error_rate, "notes": notes})
+        print(f"  idea_{n}.mid  notes {notes:3d}  token errors {100 * error_rate:.1f}%"
+              + ("" if notes else "  (no notes survived: not written)"))
+    print(f"{sum(r['notes'] > 0 for r in rows)} ideas in {out_dir}")
+    summary = {"ideas": rows}
+    (out_dir / "ideas.json").write_text(json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,45 @@
+"""Cadenza: variations of a user's idea (or new ideas), composed by the Composer and
+performed by the Performer, each trained beforehand in its own workdir.
+
+    python -m experiments.main --mode=vary --config=experiments/configs/cadenza.py:tiny \
+        --workdir=runs/cadenza --config.vary.input=IN.mid --config.vary.num_variations=4 \
+        --config.vary.strength=0.5
+    python -m experiments.main --mode=generate --config=experiments/configs/cadenza.py:tiny \
+        --workdir=runs/cadenza --config.generate.num_ideas=4
+
+No sweep: this config trains nothing (sweep composer.py and performer.py instead).
+"""
+import ml_collections
+
+VARIANTS = ("tiny", "base")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Variants: `tiny` and `base` (default) point at the workdirs of the same variants."""
+    variant = arg or "base"
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} of cadenza.py; choose one of {VARIANTS}")
+    c = ml_collections.ConfigDict()
+    c.task = "cadenza"  # experiments/tasks.py routes the vary and generate modes by it
+    c.seed = 0  # latents and sampling derive from it: the same seed gives the same output
+    c.composer_workdir = f"runs/composer-{variant}"  # a trained composer.py run (latest checkpoint)
+    c.performer_workdir = f"runs/performer-{variant}"  # a trained performer.py run; "" = unperformed
+
+    c.vary = ml_collections.ConfigDict()
+    c.vary.input = ""  # the MIDI file whose idea is varied (required by --mode=vary)
+    c.vary.start_bar = 1  # first bar of the idea in the input, counting from 1
+    c.vary.num_variations = 4  # variations written
+    c.vary.strength = 0.5  # z = mu + strength * sigma * eps: 0 = the encoded idea, 1 = posterior
+    c.vary.temperature = 1.0  # softmax temperature of the Composer's tokens
+    c.vary.top_p = 0.9  # nucleus sampling mass; 1 = off
+
+    c.generate = ml_collections.ConfigDict()
+    c.generate.num_ideas = 4  # ideas from the prior written by --mode=generate
+    c.generate.temperature = 1.0  # softmax temperature of the Composer's tokens
+    c.generate.top_p = 0.9  # nucleus sampling mass; 1 = off
+
+    c.perform = ml_collections.ConfigDict()
+    c.perform.temperature = 0.7  # Performer sampling temperature; 0 = most likely timing/velocity
+
+    c.lock()
+    return c

@@ -1,0 +1,124 @@
+"""End to end on the built-in corpus: train the Composer and the Performer for a few steps,
+then vary a piece and generate ideas; bad input gets one clear error."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import config_file, launch
+from pertok import EmptyScoreError, MidiParseError, PerTok, TokenType
+from training import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_VARIATIONS = 3
+
+
+def _config(spec: str, **overrides):
+    config = config_file.load_config(os.path.join(ROOT, spec))
+    for key, value in overrides.items():
+        *path, leaf = key.split(".")
+        block = config
+        for name in path:
+            block = block[name]
+        block[leaf] = value  # a locked config refuses unknown keys
+    return config
+
+
+def _training_overrides(cache_dir: str) -> dict:
+    return {"data.cache_dir": cache_dir, "data.builtin_pieces": 8, "data.store_workers": 1,
+            "data.valid_fraction": 0.0, "train.steps": 3, "train.batch_size": 8,
+            "train.warmup_steps": 1, "train.log_every": 1, "eval.every": 0, "checkpoint.every": 3,
+            "model.d_model": 16, "model.num_heads": 2, "model.mlp_dim": 32}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Both models trained for 3 steps, then 3 variations of a band piece and 2 new ideas."""
+    root = tmp_path_factory.mktemp("cadenza")
+    cache = str(root / "cache")
+    composer = _config("experiments/configs/composer.py:tiny", **_training_overrides(cache), **{
+        "model.encoder_layers": 1, "model.decoder_layers": 1, "model.latent_dim": 4,
+        "model.context_length": 64})
+    performer = _config("experiments/configs/performer.py:tiny", **_training_overrides(cache), **{
+        "model.num_layers": 1, "model.context_length": 64})
+    launch.run(composer, str(root / "composer"), "train")
+    launch.run(performer, str(root / "performer"), "train")
+    input_path = str(root / "cache" / "builtin-8" / "piece_0002_band.mid")
+    cadenza = _config("experiments/configs/cadenza.py:tiny", **{
+        "composer_workdir": str(root / "composer"), "performer_workdir": str(root / "performer"),
+        "vary.input": input_path, "vary.num_variations": NUM_VARIATIONS, "vary.strength": 0.5,
+        "generate.num_ideas": 2})
+    summary = launch.run(cadenza, str(root / "out"), "vary")
+    ideas = launch.run(cadenza, str(root / "out"), "generate")
+    return root, cadenza, summary, ideas
+
+
+def test_vary_writes_performed_decodable_variations_and_their_similarity(run):
+    root, _, summary, _ = run
+    out = root / "out" / "variations"
+    assert json.loads((out / "similarity.json").read_text()) == summary
+    assert (out / "input.mid").is_file() and (out / "input.png").is_file()
+    written = [row for row in summary["variations"] if row["notes"] > 0]
+    assert len(summary["variations"]) == NUM_VARIATIONS and written  # grammar-constrained sampling
+    tokenizer = PerTok()
+    for row in written:
+        assert (out / f"{row['name']}.png").stat().st_size > 1000
+        ids = tokenizer.encode(out / f"{row['name']}.mid")  # a MIDI file with notes
+        tokenizer.decode(ids, strict=True)
+        assert (tokenizer.token_types(ids) == TokenType.BAR).sum() <= 2  # an idea: 2 bars (tiny)
+        assert 0 <= row["chroma"] <= 1 and 0 <= row["groove"] <= 1
+        assert row["token_error_rate"] == 0.0
+    # Performed: the Performer chose the velocities, not PerTok's composition default of 64.
+    velocities = {int(n.velocity) for row in written
+                  for track in PerTok().decode(tokenizer.encode(out / f"{row['name']}.mid")).tracks
+                  for n in track.notes}
+    assert velocities != {64}
+
+
+def test_generate_writes_ideas_from_the_prior(run):
+    root, _, _, ideas = run
+    rows = ideas["ideas"]
+    assert len(rows) == 2
+    for row in rows:
+        if row["notes"]:
+            PerTok().encode(root / "out" / "ideas" / f"{row['name']}.mid")
+
+
+def test_bad_input_gets_one_clear_error(run, tmp_path):
+    _, cadenza, _, _ = run
+    not_midi, no_notes = tmp_path / "notes.txt", tmp_path / "silent.mid"
+    not_midi.write_text("not a MIDI file")
+    import symusic
+    symusic.Score(480).dump_midi(str(no_notes))
+    cases = [(str(not_midi), MidiParseError, "notes.txt"), (str(no_notes), EmptyScoreError, "silent.mid"),
+             (str(tmp_path / "missing.mid"), FileNotFoundError, "missing.mid")]
+    for path, error, named in cases:
+        with cadenza.unlocked():
+            cadenza.vary.input = path
+        with pytest.raises(error, match=named):
+            launch.run(cadenza, str(tmp_path / "out"), "vary")
+        assert issubclass(error, launch.user_errors())
+    with cadenza.unlocked():
+        cadenza.vary.input, cadenza.vary.start_bar = str(run[0] / "cache" / "builtin-8" / "piece_0000_piano.mid"), 999
+    with pytest.raises(ConfigError, match="start_bar=999"):
+        launch.run(cadenza, str(tmp_path / "out"), "vary")
+
+
+def test_command_line_reports_an_untrained_workdir_in_one_line(tmp_path):
+    from pertok.synthetic import generate_score
+
+    generate_score(0).dump_midi(str(tmp_path / "idea.mid"))
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.main", "--mode=vary",
+         "--config=experiments/configs/cadenza.py:tiny", f"--workdir={tmp_path}",
+         f"--config.composer_workdir={tmp_path / 'nowhere'}", f"--config.vary.input={tmp_path / 'idea.mid'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "holds no checkpoints; train one first" in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    np.testing.assert_equal(result.stdout, "")
