@@ -194,6 +194,9 @@ def table_to_score(table: EventTable, vocab: Vocabulary) -> symusic.Score:
     config = vocab.config
     score = symusic.Score(config.ticks_per_quarter)
     onset = table.bars.starts[table.bar] + table.position + table.microtiming * config.microtiming_step_ticks
+    # Only model output can put an onset before the piece starts (a negative MicroTiming on
+    # the first beat); MIDI has no negative time, so such a note starts at 0.
+    onset = np.maximum(onset, 0)
     duration = table.duration
     tracked = table.kind != TEMPO
     _, first = np.unique(table.program[tracked], return_index=True)

@@ -85,3 +85,9 @@ def test_composition_view_grammar():
     assert TOKENIZER.decode(composition).note_num() == 4
     with pytest.raises(PerTokDecodeError):  # a composition note asked to be a full one
         TOKENIZER.decode(composition, view="full")
+
+
+def test_negative_microtiming_on_the_first_beat_starts_at_zero():
+    ids = ids_of("Bar", "Program_0", "Pitch_60", "MicroTiming_-12", "Velocity_62", "Duration_480")
+    score = TOKENIZER.decode(ids)
+    assert [n.time for n in score.tracks[0].notes] == [0]
