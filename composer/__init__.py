@@ -2,7 +2,8 @@
 
 `vae` (KL, free bits, reparameterisation, cyclical beta: plain functions), `model` (the
 bidirectional encoder and the in-attention decoder), `ideas` (cutting ideas at bar lines),
-`task` (the `training.Task`), `grammar` (PerTok's grammar for sampling), `sample` (prior, variations, interpolation, cached decoding).
+`task` (the `training.Task`), `grammar` (PerTok's grammar for sampling), `sample` (prior,
+variations, interpolation, cached decoding).
 """
 from composer.ideas import Idea, composition_view, cut_ideas, select_bars, standalone
 from composer.model import ComposerModel, IdeaDecoder, IdeaEncoder

@@ -37,7 +37,8 @@ class PerformanceFiller:
         inputs = np.full((rows, length), PAD_ID, np.int32)
         kinds_in = np.zeros((rows, length), np.int32)
         for row, (n, start, end) in enumerate(spans):
-            inputs[row, :end - start], kinds_in[row, :end - start] = slotted[n][start:end], kinds[n][start:end]
+            inputs[row, :end - start] = slotted[n][start:end]
+            kinds_in[row, :end - start] = kinds[n][start:end]
         chosen = np.asarray(self._choose(params, jnp.asarray(inputs), jnp.asarray(kinds_in), rng,
                                          jnp.float32(temperature)))
         performed = [ids.copy() for ids in slotted]

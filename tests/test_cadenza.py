@@ -102,7 +102,8 @@ def test_bad_input_gets_one_clear_error(run, tmp_path):
             launch.run(cadenza, str(tmp_path / "out"), "vary")
         assert issubclass(error, launch.user_errors())
     with cadenza.unlocked():
-        cadenza.vary.input, cadenza.vary.start_bar = str(run[0] / "cache" / "builtin-8" / "piece_0000_piano.mid"), 999
+        cadenza.vary.input = str(run[0] / "cache" / "builtin-8" / "piece_0000_piano.mid")
+        cadenza.vary.start_bar = 999
     with pytest.raises(ConfigError, match="start_bar=999"):
         launch.run(cadenza, str(tmp_path / "out"), "vary")
 

@@ -48,6 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     _harness_blocks(c, variant)
     c.data.velocity_shift = 0  # ideas hold no Velocity tokens
     c.data.pitch_shift = 3  # transpose ideas by up to this many semitones (drums untouched)
+    c.train.steps = 400 if tiny else 100_000  # optimizer updates
     c.train.learning_rate = 2e-3 if tiny else 2e-4  # peak AdamW learning rate
     c.train.b2 = 0.98  # Adam second-moment decay
     c.train.weight_decay = 0.01  # AdamW decay on weight matrices only

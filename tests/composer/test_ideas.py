@@ -37,7 +37,8 @@ def test_every_idea_decodes_strictly_fits_and_the_bars_are_covered_once(tokenize
 def test_standalone_puts_back_the_time_signature_and_program_in_force(tokenizer):
     r = tokenizer.type_ranges
     bar, sig_3_4, sig_4_4 = r["Bar"].start, r["TimeSig"].start + 2, r["TimeSig"].start + 3
-    program, pitch, duration, shift = r["Program"].start, r["Pitch"].start + 60, r["Duration"].start + 7, r["TimeShift"].start + 3
+    program, pitch = r["Program"].start, r["Pitch"].start + 60
+    duration, shift = r["Duration"].start + 7, r["TimeShift"].start + 3
     ids = np.array([bar, sig_3_4, program, pitch, duration, bar, shift, pitch, duration])
     types = tokenizer.token_types(ids)
     second = cut_ideas(ids, types, num_bars=1, max_tokens=50)[1]
@@ -74,7 +75,8 @@ def test_sampler_examples_shift_targets_by_one(tokenizer, corpus):
 
 def test_finish_idea_repairs_a_broken_sample(tokenizer, corpus):
     ids = composition_view(corpus.piece(0), tokenizer)
-    tokens = standalone(ids, tokenizer.token_types(ids), cut_ideas(ids, tokenizer.token_types(ids), 2, 200)[0])
+    types = tokenizer.token_types(ids)
+    tokens = standalone(ids, types, cut_ideas(ids, types, 2, 200)[0])
     second_bar = np.flatnonzero(tokenizer.token_types(tokens) == TokenType.BAR)[1]
     lone_pitch = tokenizer.type_ranges["Pitch"].start + 60  # a note without its Duration
     broken = np.concatenate([tokens[:second_bar], [lone_pitch], tokens[second_bar:], [2, 0, 0]])
