@@ -1,7 +1,7 @@
-"""Train or evaluate one config.
+"""Train, evaluate, sample from or vary with one config.
 
     python -m experiments.main --config=experiments/configs/lm.py:tiny --workdir=runs/tiny \
-        [--mode=train|eval|check] [--config.train.steps=100 ...]
+        [--mode=train|eval|check|generate|vary] [--config.train.steps=100 ...]
 """
 import logging as std_logging
 import sys
@@ -16,7 +16,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and config.json go here.")
 _MODE = flags.DEFINE_enum("mode", "train", launch.MODES,
-                          "train (resumes from the workdir), eval (latest checkpoint) or check.")
+                          "train (resumes from the workdir), eval (latest checkpoint, and the report of "
+                          "WORKDIR/samples), check (config only), generate (PerceiverS, Cadenza) "
+                          "or vary (Cadenza).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
