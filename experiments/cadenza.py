@@ -24,12 +24,9 @@ from composer import (IdeaGenerator, composition_view, finish_idea, idea_example
 from evaluation.notes import piece_notes
 from evaluation.plots import write_piano_rolls
 from evaluation.similarity import chroma_similarity, groove_similarity
-from experiments.tasks import build_task
+from experiments.restore import restore_latest
 from pertok import EmptyScoreError, PerTok, TokenType
 from performer import PerformanceFiller
-from training.checkpoint import Checkpoints
-from training.optim import make_optimizer
-from training.state import abstract_state
 from training.validate import ConfigError
 
 
@@ -48,31 +45,13 @@ _LOADED: dict[tuple[str, int], Trained] = {}  # (workdir, step): a second mode r
 
 
 def load_trained(workdir: str, tokenizer: PerTok, task_name: str) -> Trained:
-    """The latest checkpoint of a `composer` or `performer` training run, on one device."""
-    hint = (f"train one first: python -m experiments.main "
-            f"--config=experiments/configs/{task_name}.py:tiny --workdir={workdir}")
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise FileNotFoundError(f"{task_name} workdir {workdir!r} holds no checkpoints; {hint}")
-    checkpoints = Checkpoints(workdir, keep=1_000_000)  # reading only: never prunes
-    try:
-        step = checkpoints.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"{task_name} workdir {workdir!r} holds no checkpoints; {hint}")
-        if (os.path.abspath(workdir), step) in _LOADED:
-            return _LOADED[os.path.abspath(workdir), step]
-        config = ml_collections.ConfigDict(checkpoints.saved_config(step))
-        if config.get("task") != task_name:
-            raise ConfigError(f"{workdir!r} is a {config.get('task')!r} run, not a {task_name!r} run")
-        task = build_task(config, tokenizer)
-        tx, _ = make_optimizer(config.train)
-        abstract = abstract_state(task, tx, task.example_batch(1), config.seed)
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        state = checkpoints.restore(abstract, jax.tree.map(lambda _: device, abstract), step)
-    finally:
-        checkpoints.close()
-    logging.info("%s: step %d of %s", task_name, step, workdir)
-    trained = _LOADED[os.path.abspath(workdir), step] = Trained(task, state.params, config, step)
-    return trained
+    """The latest checkpoint of a `composer` or `performer` training run, on one device (cached)."""
+    key = os.path.abspath(workdir)
+    if key not in _LOADED:
+        task, params, config, step = restore_latest(workdir, tokenizer, task_name)
+        logging.info("%s: step %d of %s", task_name, step, workdir)
+        _LOADED[key] = Trained(task, params, config, step)
+    return _LOADED[key]
 
 
 def _check(condition: bool, message: str) -> None:

@@ -12,40 +12,18 @@ from __future__ import annotations
 import os
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments.tasks import build_task
 from pertok import PerTok
-from training.checkpoint import Checkpoints
-from training.optim import make_optimizer
-from training.state import abstract_state
+from experiments.restore import restore_latest
 from training.validate import ConfigError
 
 
 def load_params(workdir: str, tokenizer: PerTok):
     """(task, params, step) of the latest checkpoint of a `perceivers` run, on one device."""
-    hint = ("train one first: python -m experiments.main "
-            f"--config=experiments/configs/perceivers.py:tiny --workdir={workdir}")
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-        raise FileNotFoundError(f"workdir {workdir!r} holds no checkpoints; {hint}")
-    checkpoints = Checkpoints(workdir, keep=1_000_000)  # reading only: never prunes
-    try:
-        step = checkpoints.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"workdir {workdir!r} holds no checkpoints; {hint}")
-        saved = ml_collections.ConfigDict(checkpoints.saved_config(step))
-        if saved.get("task") != "perceivers":
-            raise ConfigError(f"{workdir!r} is a {saved.get('task')!r} run, not a 'perceivers' run")
-        task = build_task(saved, tokenizer)
-        tx, _ = make_optimizer(saved.train)
-        abstract = abstract_state(task, tx, task.example_batch(1), saved.seed)
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        state = checkpoints.restore(abstract, jax.tree.map(lambda _: device, abstract), step)
-    finally:
-        checkpoints.close()
-    return task, state.params, step
+    task, params, _, step = restore_latest(workdir, tokenizer, "perceivers")
+    return task, params, step
 
 
 def prompt_tokens(sample, tokenizer: PerTok) -> np.ndarray:

@@ -1,0 +1,42 @@
+"""Load the latest checkpoint of a training run for sampling: one device, checked task."""
+from __future__ import annotations
+
+import os
+
+import jax
+import ml_collections
+
+from experiments.tasks import build_task
+from pertok import PerTok
+from training.checkpoint import Checkpoints
+from training.optim import make_optimizer
+from training.state import abstract_state
+from training.validate import ConfigError
+
+
+def restore_latest(workdir: str, tokenizer: PerTok, task_name: str):
+    """(task, params, saved config, step) of the latest checkpoint of a `task_name` run.
+
+    A missing or empty workdir, or a run of another task, is one clear error telling how to
+    train one.
+    """
+    hint = (f"train one first: python -m experiments.main "
+            f"--config=experiments/configs/{task_name}.py:tiny --workdir={workdir}")
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"{task_name} workdir {workdir!r} holds no checkpoints; {hint}")
+    checkpoints = Checkpoints(workdir, keep=1_000_000)  # reading only: never prunes
+    try:
+        step = checkpoints.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"{task_name} workdir {workdir!r} holds no checkpoints; {hint}")
+        config = ml_collections.ConfigDict(checkpoints.saved_config(step))
+        if config.get("task") != task_name:
+            raise ConfigError(f"{workdir!r} is a {config.get('task')!r} run, not a {task_name!r} run")
+        task = build_task(config, tokenizer)
+        tx, _ = make_optimizer(config.train)
+        abstract = abstract_state(task, tx, task.example_batch(1), config.seed)
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        state = checkpoints.restore(abstract, jax.tree.map(lambda _: device, abstract), step)
+    finally:
+        checkpoints.close()
+    return task, state.params, config, step
