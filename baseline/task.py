@@ -7,6 +7,7 @@ import numpy as np
 import optax
 
 from baseline.model import CausalTransformer, flops_per_token
+from layers import transformer_config_errors
 
 
 class WindowSampler:
@@ -88,13 +89,7 @@ class LMTask:
         return self.context_length
 
     def validate(self) -> None:
-        c, errors = self.config, []
-        if c.d_model % c.num_heads:
-            errors.append(f"model.d_model={c.d_model} must be divisible by model.num_heads={c.num_heads}")
-        if c.dtype not in ("float32", "bfloat16"):
-            errors.append(f"model.dtype={c.dtype!r} must be 'float32' or 'bfloat16'")
-        if not 0 <= c.dropout < 1:
-            errors.append(f"model.dropout={c.dropout} must lie in [0, 1)")
+        errors = transformer_config_errors(self.config)
         if self.context_length < 1:
             errors.append(f"data.context_length={self.context_length} must be positive")
         if errors:

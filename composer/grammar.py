@@ -38,7 +38,7 @@ class GrammarTables:
         types = tokenizer.token_types(ids).astype(np.int32)
         values = np.asarray(vocab.value_of)
         tpq = tokenizer.config.ticks_per_quarter
-        lengths = np.array([n * tpq * 4 // d for n, d in vocab.time_signatures] + [4 * tpq], np.int64)
+        lengths = vocab.bar_lengths  # per TimeSig, 4/4 last
         is_signature = types == T.TIME_SIG
         bar_ticks = np.where(is_signature, lengths[np.where(is_signature, values, -1)], 0)
         kit = np.where(types == T.PROGRAM, np.where(values == DRUM_PROGRAM, DRUMS, MELODIC), NO_KIT)

@@ -9,6 +9,7 @@ import optax
 from composer import vae
 from composer.ideas import NOTE_HEADS, composition_view, cut_ideas, standalone
 from composer.model import BOS_ID, PAD_ID, ComposerModel, flops_per_token
+from layers import transformer_config_errors
 
 EOS_ID = 2
 
@@ -138,13 +139,7 @@ class ComposerTask:
         return self.context_length
 
     def validate(self) -> None:
-        c, kl, errors = self.config, self.kl, []
-        if c.d_model % c.num_heads:
-            errors.append(f"model.d_model={c.d_model} must be divisible by model.num_heads={c.num_heads}")
-        if c.dtype not in ("float32", "bfloat16"):
-            errors.append(f"model.dtype={c.dtype!r} must be 'float32' or 'bfloat16'")
-        if not 0 <= c.dropout < 1:
-            errors.append(f"model.dropout={c.dropout} must lie in [0, 1)")
+        c, kl, errors = self.config, self.kl, transformer_config_errors(self.config)
         if c.latent_dim < 1 or c.encoder_layers < 1 or c.decoder_layers < 1:
             errors.append("model.latent_dim, model.encoder_layers and model.decoder_layers must be >= 1")
         if c.context_length < 16:

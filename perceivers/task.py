@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from layers import IMPLEMENTATIONS, rotary_dim
+from layers import IMPLEMENTATIONS, rotary_dim, transformer_config_errors
 from perceivers.model import COMBINATIONS, PerceiverS, flops_per_token
 from perceivers.sample import Decoder
 from perceivers.segmentation import SEGMENTATIONS, make_sampler
@@ -80,14 +80,12 @@ class PerceiverSTask:
         return self.query_length
 
     def validate(self) -> None:
-        c, errors = self.config, []
+        c, errors = self.config, transformer_config_errors(self.config)
 
         def check(ok: bool, message: str) -> None:
             if not ok:
                 errors.append(message)
 
-        check(c.num_heads > 0 and c.d_model % c.num_heads == 0,
-              f"model.d_model={c.d_model} must be divisible by model.num_heads={c.num_heads}")
         check(0 < c.query_length <= c.context_length,
               f"model.query_length={c.query_length} must lie in 1..model.context_length="
               f"{c.context_length}")
@@ -96,9 +94,6 @@ class PerceiverSTask:
               f"model.combination={c.combination!r} must be one of {COMBINATIONS}")
         check(self.segmentation in SEGMENTATIONS,
               f"data.segmentation={self.segmentation!r} must be one of {SEGMENTATIONS}")
-        check(c.dtype in ("float32", "bfloat16"),
-              f"model.dtype={c.dtype!r} must be 'float32' or 'bfloat16'")
-        check(0 <= c.dropout < 1, f"model.dropout={c.dropout} must lie in [0, 1)")
         check(0 <= c.context_dropout < 1,
               f"model.context_dropout={c.context_dropout} must lie in [0, 1)")
         check(c.attention_impl in IMPLEMENTATIONS,

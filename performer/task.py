@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from layers import transformer_config_errors
 from performer.model import PAD_ID, Performer, flops_per_token
 from performer.slots import MICROTIMING_SLOT, NO_SLOT, VELOCITY_SLOT, mask_slots, slot_kinds, windows
 
@@ -102,13 +103,7 @@ class PerformerTask:
         return self.context_length
 
     def validate(self) -> None:
-        c, errors = self.config, []
-        if c.d_model % c.num_heads:
-            errors.append(f"model.d_model={c.d_model} must be divisible by model.num_heads={c.num_heads}")
-        if c.dtype not in ("float32", "bfloat16"):
-            errors.append(f"model.dtype={c.dtype!r} must be 'float32' or 'bfloat16'")
-        if not 0 <= c.dropout < 1:
-            errors.append(f"model.dropout={c.dropout} must lie in [0, 1)")
+        c, errors = self.config, transformer_config_errors(self.config)
         if c.context_length < 16:
             errors.append(f"model.context_length={c.context_length} must be at least 16")
         if errors:

@@ -13,6 +13,7 @@ from pertok.config import PerTokConfig
 from pertok.errors import PerTokError
 from pertok.store import build_store, encode_files, find_midi_files
 from pertok.tokenizer import PerTok
+from pertok.vocab import TokenType
 
 
 def _tokenizer(args) -> PerTok:
@@ -64,7 +65,7 @@ def cmd_stats(args) -> None:
     results = encode_files(files, tokenizer.config, args.workers, progress=False)
     elapsed = time.perf_counter() - start
     lengths = np.array([len(ids) for _, ids, _ in results if ids is not None])
-    notes = sum(int(np.isin(tokenizer.token_types(ids), (9, 10)).sum()) for _, ids, _ in results if ids is not None)
+    notes = sum(int(np.isin(tokenizer.token_types(ids), (TokenType.PITCH, TokenType.DRUM_PITCH)).sum()) for _, ids, _ in results if ids is not None)
     skipped = [(p, e) for p, ids, e in results if ids is None]
     print(f"files        {len(files)} ({len(skipped)} skipped)")
     print(f"notes        {notes}")
