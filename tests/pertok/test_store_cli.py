@@ -37,12 +37,21 @@ def test_build_tokenizes_recursively_and_records_skipped(midi_dir, tmp_path):
     assert store.meta["counts"]["notes"] == 20 + 21 + 22
 
 
-def test_rebuild_is_a_noop_and_other_config_is_refused(midi_dir, tmp_path):
+def test_rebuild_is_a_noop_and_other_config_is_refused(midi_dir, tmp_path, monkeypatch):
+    import pertok.store as store_module
+
     out = tmp_path / "store"
-    first = build_store(midi_dir, out, workers=1, progress=False)
-    again = build_store(midi_dir, out, workers=1, progress=False)
-    assert again.meta["created"] == first.meta["created"] and (out / "tokens.u16").stat().st_mtime_ns == \
-        (first.path / "tokens.u16").stat().st_mtime_ns
+    build_store(midi_dir, out, workers=1, progress=False)
+    written = (out / "tokens.u16").stat().st_mtime_ns
+    real_encode_files = store_module.encode_files
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("a current store was tokenized again")
+
+    monkeypatch.setattr(store_module, "encode_files", no_encoding)
+    build_store(midi_dir, out, workers=1, progress=False)
+    assert (out / "tokens.u16").stat().st_mtime_ns == written
+    monkeypatch.setattr(store_module, "encode_files", real_encode_files)
     with pytest.raises(StoreError, match="another PerTok config"):
         build_store(midi_dir, out, PerTokConfig(velocity_bins=16), workers=1, progress=False)
     make_score(480, [(0, False, [(0, 100, 70, 70)])]).dump_midi(str(midi_dir / "new.mid"))
