@@ -11,14 +11,14 @@ No sweep: this config trains nothing (sweep composer.py and performer.py instead
 """
 import ml_collections
 
+from experiments.configs.harness import check_variant
+
 VARIANTS = ("tiny", "base")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Variants: `tiny` and `base` (default) point at the workdirs of the same variants."""
-    variant = arg or "base"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r} of cadenza.py; choose one of {VARIANTS}")
+    variant = check_variant("cadenza.py", arg, VARIANTS)
     c = ml_collections.ConfigDict()
     c.task = "cadenza"  # experiments/tasks.py routes the vary and generate modes by it
     c.seed = 0  # latents and sampling derive from it: the same seed gives the same output

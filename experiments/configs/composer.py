@@ -5,16 +5,14 @@
 """
 import ml_collections
 
-from experiments.configs import lm
+from experiments.configs.harness import add_harness, check_variant
 
 VARIANTS = ("tiny", "base")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Variants: `tiny` (2-core CPU, built-in corpus, a minute or two) and `base` (default, one GPU)."""
-    variant = arg or "base"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r} of composer.py; choose one of {VARIANTS}")
+    variant = check_variant("composer.py", arg, VARIANTS)
     tiny = variant == "tiny"
     c = ml_collections.ConfigDict()
     c.task = "composer"  # which model package experiments/tasks.py wires in
@@ -43,9 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.kl.ramp_fraction = 0.5  # share of each cycle in which beta rises linearly from 0
     c.kl.active_threshold = 0.01  # a dimension is active when Var over the batch of mu exceeds it
 
-    # The harness blocks (data, train, eval, checkpoint, mesh, distributed) are lm.py's, with
-    # every field commented there, so that fields the harness adds reach this config too.
-    _harness_blocks(c, variant)
+    add_harness(c, variant)  # data, train, eval, checkpoint, mesh, distributed: harness.py
     c.data.velocity_shift = 0  # ideas hold no Velocity tokens
     c.data.pitch_shift = 3  # transpose ideas by up to this many semitones (drums untouched)
     c.train.steps = 400 if tiny else 100_000  # optimizer updates
@@ -57,12 +53,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.lock()
     return c
-
-
-def _harness_blocks(c: ml_collections.ConfigDict, variant: str) -> None:
-    harness = lm.get_config(variant)
-    for block in ("data", "train", "eval", "checkpoint", "mesh", "distributed"):
-        c[block] = ml_collections.ConfigDict(harness[block].to_dict())
 
 
 def sweep(add) -> None:

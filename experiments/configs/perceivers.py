@@ -10,15 +10,15 @@ override cannot set an int field to None.
 """
 import ml_collections
 
+from experiments.configs.harness import add_harness, check_variant
+
 VARIANTS = ("tiny", "base", "paper")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Variants: `tiny` (2-core CPU, built-in corpus, minutes), `base` (one GPU, default) and
     `paper` (context 32768, query 1024)."""
-    variant = arg or "base"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r} of perceivers.py; choose one of {VARIANTS}")
+    variant = check_variant("perceivers.py", arg, VARIANTS)
     tiny, paper = variant == "tiny", variant == "paper"
     c = ml_collections.ConfigDict()
     c.task = "perceivers"  # which model package experiments/tasks.py wires in
@@ -40,40 +40,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.remat = paper  # recompute attention and MLPs on the backward pass to save memory
     c.model.dtype = "float32" if tiny else "bfloat16"  # compute dtype; parameters stay float32
 
-    c.data = ml_collections.ConfigDict()
+    add_harness(c, variant)  # data, train, eval, checkpoint, mesh, distributed: harness.py
     c.data.segmentation = "effective"  # examples per piece: effective, fixed, random_crop
-    c.data.midi_dir = ""  # MIDI files to tokenize; "" = the built-in synthetic corpus
-    c.data.builtin_pieces = 64 if tiny else 2000  # pieces of the built-in corpus
-    c.data.cache_dir = "runs/cache"  # where the built-in corpus and token stores are kept
-    c.data.store_dir = ""  # token store path; "" = a cache entry named after midi_dir
-    c.data.store_workers = 1 if tiny else 0  # processes tokenizing a new store; 0 = per core
-    c.data.valid_fraction = 0.1  # share of pieces (by a hash of their path) held out
-    c.data.pitch_shift = 3  # transpose by up to this many semitones (drums untouched)
-    c.data.velocity_shift = 2  # shift velocities by up to this many bins
-    c.data.prefetch = 2  # batches built ahead on a background thread
-
-    c.train = ml_collections.ConfigDict()
-    c.train.steps = 600 if tiny else 100_000  # optimizer updates
     c.train.batch_size = 16 if tiny else 32  # global examples per update (all processes)
-    c.train.accum_steps = 1  # microbatches per update (gradient accumulation)
     c.train.learning_rate = 2e-3 if tiny else 3e-4  # peak AdamW learning rate
     c.train.warmup_steps = 30 if tiny else 2000  # linear warmup from 0 to the peak
-    c.train.end_lr_fraction = 0.1  # cosine decay ends at this fraction of the peak
-    c.train.weight_decay = 0.01 if tiny else 0.1  # AdamW decay on weight matrices only
-    c.train.b1 = 0.9  # Adam first-moment decay
-    c.train.b2 = 0.95  # Adam second-moment decay
-    c.train.grad_clip = 1.0  # clip the global gradient norm to this; 0 = off
     c.train.log_every = 25 if tiny else 100  # steps between metrics lines and progress lines
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.every = 200 if tiny else 2000  # steps between validation passes; 0 = never
     c.eval.batches = 8 if tiny else 50  # fixed validation batches per pass
     c.eval.batch_size = 16 if tiny else 32  # examples per validation batch (all processes)
-
-    c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every = 200 if tiny else 2000  # steps between checkpoints
-    c.checkpoint.keep = 3  # most recent checkpoints kept
-    c.checkpoint.preemption_sync_every = 10  # steps between multi-process stop-flag checks
 
     c.sample = ml_collections.ConfigDict()
     c.sample.prompt = ""  # MIDI file to continue (tokenized with PerTok); "" = from nothing
@@ -85,16 +59,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample.top_p = 0.95  # nucleus: the fewest tokens reaching this probability; 1 = all
     c.sample.reset_fill = 0  # latents kept when the latent cache resets; 0 = query_length // 2
     c.sample.seed = 0  # sampling seed; the same seed and checkpoint give the same sample
-
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.fsdp = 1  # devices per parameter shard (fsdp axis); the rest is the data axis
-    c.mesh.fsdp_min_size = 2**14  # parameters with fewer elements stay replicated
-
-    c.distributed = ml_collections.ConfigDict()
-    c.distributed.initialize = False  # jax.distributed.initialize(); also on JAX_COORDINATOR_ADDRESS
-    c.distributed.coordinator_address = ""  # host:port of process 0; "" = detect
-    c.distributed.num_processes = 0  # 0 = detect
-    c.distributed.process_id = -1  # -1 = detect
 
     c.lock()
     return c

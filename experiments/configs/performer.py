@@ -6,16 +6,14 @@
 """
 import ml_collections
 
-from experiments.configs import lm
+from experiments.configs.harness import add_harness, check_variant
 
 VARIANTS = ("tiny", "base")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Variants: `tiny` (2-core CPU, built-in corpus, a minute or two) and `base` (default, one GPU)."""
-    variant = arg or "base"
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r} of performer.py; choose one of {VARIANTS}")
+    variant = check_variant("performer.py", arg, VARIANTS)
     tiny = variant == "tiny"
     c = ml_collections.ConfigDict()
     c.task = "performer"  # which model package experiments/tasks.py wires in
@@ -31,9 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.rotary_fraction = 0.5  # share of each head's channels rotated by position
     c.model.dtype = "float32" if tiny else "bfloat16"  # compute dtype; parameters stay float32
 
-    # The harness blocks (data, train, eval, checkpoint, mesh, distributed) are lm.py's, with
-    # every field commented there, so that fields the harness adds reach this config too.
-    _harness_blocks(c, variant)
+    add_harness(c, variant)  # data, train, eval, checkpoint, mesh, distributed: harness.py
     c.data.velocity_shift = 2  # shift target velocities by up to this many bins
     c.train.steps = 300 if tiny else 50_000  # optimizer updates
     c.train.batch_size = 16 if tiny else 32  # global windows per update (all processes)
@@ -46,12 +42,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.lock()
     return c
-
-
-def _harness_blocks(c: ml_collections.ConfigDict, variant: str) -> None:
-    harness = lm.get_config(variant)
-    for block in ("data", "train", "eval", "checkpoint", "mesh", "distributed"):
-        c[block] = ml_collections.ConfigDict(harness[block].to_dict())
 
 
 def sweep(add) -> None:

@@ -21,8 +21,9 @@ def _vectors(D=16):
 @settings(max_examples=20, deadline=None)
 @given(m=st.integers(0, 5000), n=st.integers(0, 5000), shift=st.integers(0, 3000))
 def test_dot_products_depend_only_on_position_difference(m, n, shift):
-    assert _rotated_dot(m, n) == pytest.approx(_rotated_dot(m + shift, n + shift),
-                                               abs=2e-3, rel=1e-3)
+    # Python floats: pytest >= 9.2's approx reads `.flat`, which JAX arrays do not have.
+    assert float(_rotated_dot(m, n)) == pytest.approx(float(_rotated_dot(m + shift, n + shift)),
+                                                      abs=2e-3, rel=1e-3)
 
 
 @jax.jit

@@ -1,0 +1,64 @@
+"""The training-harness blocks every trainable config extends: data, train, eval, checkpoint,
+mesh, distributed and resume. A model config calls `add_harness(c, variant)` and then overrides
+only the fields it needs (see lm.py, perceivers.py, composer.py, performer.py).
+"""
+import ml_collections
+
+
+def add_harness(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+    """Add the harness blocks to `c` at the sizes of `variant` ("tiny" = 2-core CPU)."""
+    tiny = variant == "tiny"
+
+    c.data = ml_collections.ConfigDict()
+    c.data.midi_dir = ""  # MIDI files to tokenize; "" = the built-in synthetic corpus
+    c.data.beats = "auto"  # "auto": align files that have NAME_annotations.txt beside them; "none"
+    c.data.builtin_pieces = 64 if tiny else 2000  # pieces of the built-in corpus
+    c.data.cache_dir = "runs/cache"  # where the built-in corpus and token stores are kept
+    c.data.store_dir = ""  # token store path; "" = a cache entry named after midi_dir
+    c.data.store_workers = 1 if tiny else 0  # processes tokenizing a new store; 0 = per core
+    c.data.valid_fraction = 0.1  # share of pieces (by a hash of their path) held out
+    c.data.pitch_shift = 3  # transpose by up to this many semitones (drums untouched)
+    c.data.velocity_shift = 2  # shift velocities by up to this many bins
+    c.data.prefetch = 2  # batches built ahead on a background thread
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 600 if tiny else 100_000  # optimizer updates
+    c.train.batch_size = 16 if tiny else 64  # global examples per update (all processes)
+    c.train.accum_steps = 1  # microbatches per update (gradient accumulation)
+    c.train.learning_rate = 3e-3 if tiny else 3e-4  # peak AdamW learning rate
+    c.train.warmup_steps = 50 if tiny else 2000  # linear warmup from 0 to the peak
+    c.train.end_lr_fraction = 0.1  # cosine decay ends at this fraction of the peak
+    c.train.weight_decay = 0.01 if tiny else 0.1  # AdamW decay on weight matrices only
+    c.train.b1 = 0.9  # Adam first-moment decay
+    c.train.b2 = 0.95  # Adam second-moment decay
+    c.train.grad_clip = 1.0  # clip the global gradient norm to this; 0 = off
+    c.train.log_every = 20 if tiny else 100  # steps between metrics lines and progress lines
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every = 200 if tiny else 2000  # steps between validation passes; 0 = never
+    c.eval.batches = 4 if tiny else 50  # fixed validation batches per pass
+    c.eval.batch_size = 16 if tiny else 64  # examples per validation batch (all processes)
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 200 if tiny else 2000  # steps between checkpoints
+    c.checkpoint.keep = 3  # most recent checkpoints kept
+    c.checkpoint.preemption_sync_every = 10  # steps between multi-process stop-flag checks
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.fsdp = 1  # devices per parameter shard (fsdp axis); the rest is the data axis
+    c.mesh.fsdp_min_size = 2**14  # parameters with fewer elements stay replicated
+
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = False  # jax.distributed.initialize(); also on JAX_COORDINATOR_ADDRESS
+    c.distributed.coordinator_address = ""  # host:port of process 0; "" = detect
+    c.distributed.num_processes = 0  # 0 = detect
+    c.distributed.process_id = -1  # -1 = detect
+    return c
+
+
+def check_variant(name: str, variant: str | None, variants: tuple[str, ...]) -> str:
+    """The variant asked for (default: the second of `variants`, `base`), or a clear error."""
+    variant = variant or "base"
+    if variant not in variants:
+        raise ValueError(f"unknown variant {variant!r} of {name}; choose one of {variants}")
+    return variant
