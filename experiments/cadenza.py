@@ -22,7 +22,7 @@ from absl import logging
 from composer import (IdeaGenerator, composition_view, finish_idea, idea_example, prior_latents,
                       select_bars, variation_latents)
 from evaluation.notes import piece_notes
-from evaluation.plots import write_piano_rolls
+from evaluation.pianoroll import RollRow, write_piano_roll_figure
 from evaluation.similarity import chroma_similarity, groove_similarity
 from experiments.restore import restore_latest
 from pertok import EmptyScoreError, PerTok, TokenType
@@ -132,10 +132,12 @@ def playable(score):
     return score
 
 
-def _write(out_dir: Path, name: str, score, reference: tuple[str, Any] | None, num_bars: int) -> None:
+def _write(out_dir: Path, name: str, score, reference: RollRow | None, num_bars: int,
+           title: str) -> None:
+    """`name`.mid and `name`.png: its piano roll under the reference's, on shared axes."""
     score.dump_midi(str(out_dir / f"{name}.mid"))
-    rows = ([reference] if reference else []) + [(name, piece_notes(score, num_bars))]
-    write_piano_rolls(out_dir / f"{name}.png", rows, num_bars)
+    rows = ([reference] if reference else []) + [RollRow(name, piece_notes(score, num_bars))]
+    write_piano_roll_figure(out_dir / f"{name}.png", rows, num_bars, title)
 
 
 def vary(config, workdir: str) -> dict:
@@ -168,15 +170,16 @@ def vary(config, workdir: str) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     num_bars = composer.task.num_bars
     input_score = playable(tokenizer.decode(idea))
-    _write(out_dir, "input", input_score, None, num_bars)
-    reference = ("input", piece_notes(input_score, num_bars))
+    title = f"{os.path.basename(v.input)}: idea from bar {v.start_bar}, strength {v.strength}"
+    _write(out_dir, "input", input_score, None, num_bars, title)
+    reference = RollRow("input", piece_notes(input_score, num_bars))
     rows = []
     for n, (score, error_rate) in enumerate(zip(scores, error_rates)):
         name = f"variation_{n}"
         row = {"name": name, "token_error_rate": error_rate, "chroma": 0.0, "groove": 0.0,
                "notes": 0}
         if score is not None:
-            _write(out_dir, name, score, reference, num_bars)
+            _write(out_dir, name, score, reference, num_bars, title)
             row.update(chroma=chroma_similarity(input_score, score),
                        groove=groove_similarity(input_score, score), notes=int(score.note_num()))
         rows.append(row)
@@ -215,7 +218,8 @@ def generate(config, workdir: str) -> dict:
     for n, (score, error_rate) in enumerate(zip(scores, error_rates)):
         notes = 0 if score is None else int(score.note_num())
         if score is not None:
-            _write(out_dir, f"idea_{n}", score, None, composer.task.num_bars)
+            _write(out_dir, f"idea_{n}", score, None, composer.task.num_bars,
+                   f"idea {n} from the prior (seed {config.seed})")
         rows.append({"name": f"idea_{n}", "token_error_rate": error_rate, "notes": notes})
         print(f"  idea_{n}.mid  notes {notes:3d}  token errors {100 * error_rate:.1f}%"
               + ("" if notes else "  (no notes survived: not written)"))

@@ -7,7 +7,7 @@ import os
 import jax
 from absl import logging
 
-from experiments.tasks import EXTRA_MODES, build_task, run_mode
+from experiments.tasks import EXTRA_MODES, build_task, check_mode, run_mode
 from training import corpus
 from training import mesh as mesh_lib
 from training.trainer import Trainer, TrainingDiverged
@@ -36,6 +36,7 @@ def run(config, workdir: str, mode: str = "train") -> dict | None:
     """
     from pertok import PerTok  # the tokenizer sizes the model before any data is read
 
+    check_mode(mode, config)
     if mode in EXTRA_MODES:  # e.g. vary / generate: they load trained workdirs themselves
         return run_mode(mode, config, workdir)
     mesh_lib.maybe_initialize_distributed(config.distributed)

@@ -23,20 +23,25 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-    """Refuse an unknown config key with the nearest valid ones, before absl's traceback would."""
+    """One line for a bad flag: an unknown config key (with the nearest valid ones), a value of
+    the wrong type, a missing or unknown flag; never absl's FATAL banner or a traceback."""
     try:
         config_file.check_overrides(argv)
-    except config_file.ConfigFileError as error:
-        print(f"error: {error}", file=sys.stderr)
+        return flags.FLAGS(argv)
+    except (config_file.ConfigFileError, flags.Error) as error:
+        print(f"error: {error}; see --helpshort", file=sys.stderr)
         sys.exit(1)
-    return app.parse_flags_with_usage(argv)
 
 
 class _QuietLibraries:
-    """Keep orbax's per-save INFO chatter out of the progress log (warnings still show)."""
+    """Keep orbax's per-save INFO chatter and jax's probing of absent backends ("Unable to
+    initialize backend 'tpu'" on every machine without one) out of the log; warnings still show."""
+
+    _CHATTY = ("/orbax/", "xla_bridge.py")
 
     def filter(self, record) -> bool:
-        return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+        return record.levelno >= std_logging.WARNING or not any(
+            name in record.pathname for name in self._CHATTY)
 
 
 def main(argv: list[str]) -> None:

@@ -51,6 +51,21 @@ def build_task(config, tokenizer) -> Task:
     return TASKS[config.task](config, tokenizer)
 
 
+def supported_modes(task: str) -> list[str]:
+    """The --mode values a config with `task` can run: train/eval/check for trainable tasks,
+    then every extra mode registered for it."""
+    modes = ["train", "eval", "check"] if task in TASKS else []
+    return modes + [mode for mode, runners in EXTRA_MODES.items() if task in runners]
+
+
+def check_mode(mode: str, config) -> None:
+    """One clear error when `config` cannot run `mode`, naming the modes it supports."""
+    modes = supported_modes(config.task)
+    if mode not in modes:
+        raise ConfigError(f"--mode={mode} does not apply to a config with task={config.task!r}; "
+                          f"its modes: {', '.join(modes)}")
+
+
 def run_mode(mode: str, config, workdir: str):
     """Run one of EXTRA_MODES with the function registered for `config.task`."""
     runners = EXTRA_MODES[mode]

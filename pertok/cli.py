@@ -29,12 +29,13 @@ def _tokenizer(args) -> PerTok:
 def cmd_encode(args) -> None:
     tokenizer = _tokenizer(args)
     ids = tokenizer.encode(args.input)
-    text = json.dumps({"tokenizer": tokenizer.to_json(), "ids": ids.tolist()})
     if args.output:
-        Path(args.output).write_text(text)
-        print(f"{args.input}: {len(ids)} tokens -> {args.output}")
-    else:
-        print(text)
+        Path(args.output).write_text(json.dumps({"tokenizer": tokenizer.to_json(), "ids": ids.tolist()}))
+    notes = int(np.isin(tokenizer.token_types(ids), (TokenType.PITCH, TokenType.DRUM_PITCH)).sum())
+    print(f"{args.input}: {len(ids)} tokens, {notes} notes, {len(ids) / max(notes, 1):.2f} tokens/note"
+          + (f" -> {args.output}" if args.output else " (write them with -o OUT.json)"))
+    if args.ids:
+        print(" ".join(map(str, ids.tolist())))
 
 
 def cmd_decode(args) -> None:
@@ -107,9 +108,10 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--config", help="PerTok config JSON (a saved tokenizer or its config)")
         return sub
 
-    sub = command("encode", cmd_encode, "MIDI -> token JSON")
+    sub = command("encode", cmd_encode, "MIDI -> token JSON (a summary line without -o)")
     sub.add_argument("input")
     sub.add_argument("-o", "--output")
+    sub.add_argument("--ids", action="store_true", help="also print the ids, space-separated")
     sub = command("decode", cmd_decode, "token JSON -> MIDI")
     sub.add_argument("input")
     sub.add_argument("-o", "--output", required=True)
