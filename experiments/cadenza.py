@@ -140,15 +140,38 @@ def _write(out_dir: Path, name: str, score, reference: RollRow | None, num_bars:
     write_piano_roll_figure(out_dir / f"{name}.png", rows, num_bars, title)
 
 
+def _check_vary(v) -> None:
+    _check(v.num_variations >= 1, f"vary.num_variations={v.num_variations} must be at least 1")
+    _check(v.strength >= 0, f"vary.strength={v.strength} must be >= 0")
+    _check(v.temperature > 0 and 0 < v.top_p <= 1,
+           f"vary.temperature={v.temperature} must be > 0 and vary.top_p={v.top_p} in (0, 1]")
+
+
+def _check_generate(g) -> None:
+    _check(g.num_ideas >= 1, f"generate.num_ideas={g.num_ideas} must be at least 1")
+    _check(g.temperature > 0 and 0 < g.top_p <= 1,
+           f"generate.temperature={g.temperature} must be > 0 and generate.top_p={g.top_p} in (0, 1]")
+
+
+def check(config, workdir: str) -> None:
+    """`--mode=check`: the vary and generate fields, and whether the two trained workdirs exist."""
+    del workdir  # Cadenza writes into it only when it varies or generates
+    _check_vary(config.vary)
+    _check_generate(config.generate)
+    for name in ("composer_workdir", "performer_workdir"):
+        path = config[name]
+        found = bool(path) and os.path.isdir(os.path.join(path, "checkpoints"))
+        print(f"{name}={path!r}: " + ("a trained run" if found else
+              "no checkpoints yet (train it first, see experiments/configs/cadenza.py)"))
+    print("config is valid")
+
+
 def vary(config, workdir: str) -> dict:
     """Write `vary.num_variations` performed variations of the input's idea under WORKDIR/variations,
     print each one's chroma and groove similarity to the input; returns the summary."""
     v = config.vary
     _check(bool(v.input), "--mode=vary needs the input MIDI file: --config.vary.input=IN.mid")
-    _check(v.num_variations >= 1, f"vary.num_variations={v.num_variations} must be at least 1")
-    _check(v.strength >= 0, f"vary.strength={v.strength} must be >= 0")
-    _check(v.temperature > 0 and 0 < v.top_p <= 1,
-           f"vary.temperature={v.temperature} must be > 0 and vary.top_p={v.top_p} in (0, 1]")
+    _check_vary(v)
     tokenizer = PerTok()
     if not os.path.isfile(v.input):
         raise FileNotFoundError(f"vary.input={v.input!r}: no such MIDI file")
@@ -203,9 +226,7 @@ def _summarise(out_dir: Path, rows: list[dict], source: str, strength: float) ->
 def generate(config, workdir: str) -> dict:
     """Write `generate.num_ideas` performed ideas from the prior under WORKDIR/ideas."""
     g = config.generate
-    _check(g.num_ideas >= 1, f"generate.num_ideas={g.num_ideas} must be at least 1")
-    _check(g.temperature > 0 and 0 < g.top_p <= 1,
-           f"generate.temperature={g.temperature} must be > 0 and generate.top_p={g.top_p} in (0, 1]")
+    _check_generate(g)
     tokenizer = PerTok()
     composer, performer = _load_models(config, tokenizer)
     latent_rng, sample_rng, perform_rng = jax.random.split(jax.random.key(config.seed), 3)

@@ -13,7 +13,7 @@ from training import mesh as mesh_lib
 from training.trainer import Trainer, TrainingDiverged
 from training.validate import ConfigError, validate
 
-MODES = ("train", "eval", "check", *EXTRA_MODES)
+MODES = tuple(dict.fromkeys(("train", "eval", "check", *EXTRA_MODES)))
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -37,7 +37,7 @@ def run(config, workdir: str, mode: str = "train") -> dict | None:
     from pertok import PerTok  # the tokenizer sizes the model before any data is read
 
     check_mode(mode, config)
-    if mode in EXTRA_MODES:  # e.g. vary / generate: they load trained workdirs themselves
+    if config.task in EXTRA_MODES.get(mode, {}):  # vary, generate, Cadenza check: own loaders
         return run_mode(mode, config, workdir)
     mesh_lib.maybe_initialize_distributed(config.distributed)
     task = build_task(config, PerTok())

@@ -38,6 +38,7 @@ TASKS = {"lm": _lm, "composer": _composer, "performer": _performer, "perceivers"
 # Modes beyond train/eval/check: mode -> {config.task: "module:function"}; the function is
 # imported when used and called as function(config, workdir). Each task adds its own entries.
 EXTRA_MODES = {
+    "check": {"cadenza": "experiments.cadenza:check"},  # trainable tasks: launch checks them
     "vary": {"cadenza": "experiments.cadenza:vary"},
     "generate": {"cadenza": "experiments.cadenza:generate",
                  "perceivers": "experiments.perceivers:generate"},
@@ -55,7 +56,7 @@ def supported_modes(task: str) -> list[str]:
     """The --mode values a config with `task` can run: train/eval/check for trainable tasks,
     then every extra mode registered for it."""
     modes = ["train", "eval", "check"] if task in TASKS else []
-    return modes + [mode for mode, runners in EXTRA_MODES.items() if task in runners]
+    return list(dict.fromkeys(modes + [mode for mode, runners in EXTRA_MODES.items() if task in runners]))
 
 
 def check_mode(mode: str, config) -> None:

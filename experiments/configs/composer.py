@@ -5,20 +5,15 @@
 """
 import ml_collections
 
-from experiments.configs.harness import add_harness, check_variant
+from experiments.configs.harness import add_harness, new_config
 
 VARIANTS = ("tiny", "base")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Variants: `tiny` (2-core CPU, built-in corpus, a minute or two) and `base` (default, one GPU)."""
-    variant = check_variant("composer.py", arg, VARIANTS)
+    c, variant = new_config("composer", "composer.py", arg, VARIANTS)  # task, seed, model block
     tiny = variant == "tiny"
-    c = ml_collections.ConfigDict()
-    c.task = "composer"  # which model package experiments/tasks.py wires in
-    c.seed = 0  # parameters, latents, dropout, example order and augmentation all derive from it
-
-    c.model = ml_collections.ConfigDict()
     c.model.context_length = 128 if tiny else 512  # encoder/decoder length: BOS + idea (+ EOS)
     c.model.d_model = 64 if tiny else 512  # residual stream width of both halves
     c.model.encoder_layers = 2 if tiny else 6  # bidirectional blocks (MuseMorphose: 12)

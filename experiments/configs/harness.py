@@ -56,6 +56,17 @@ def add_harness(c: ml_collections.ConfigDict, variant: str) -> ml_collections.Co
     return c
 
 
+def new_config(task: str, file_name: str, arg: str | None,
+               variants: tuple[str, ...]) -> tuple[ml_collections.ConfigDict, str]:
+    """A config with its task, seed and an empty model block, and the variant asked for."""
+    variant = check_variant(file_name, arg, variants)
+    c = ml_collections.ConfigDict()
+    c.task = task  # which model package experiments/tasks.py wires in
+    c.seed = 0  # parameters, dropout, latents, example order, augmentation, sampling derive from it
+    c.model = ml_collections.ConfigDict()
+    return c, variant
+
+
 def check_variant(name: str, variant: str | None, variants: tuple[str, ...]) -> str:
     """The variant asked for (default: the second of `variants`, `base`), or a clear error."""
     variant = variant or "base"

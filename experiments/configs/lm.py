@@ -1,24 +1,20 @@
-"""The baseline decoder-only transformer LM on PerTok tokens.
+"""The baseline decoder-only transformer LM on PerTok tokens: the plain autoregressive model
+that PerceiverS (long context, two cross-attentions) is measured against.
 
     python -m experiments.main --config=experiments/configs/lm.py:tiny --workdir=runs/lm-tiny
     python -m experiments.sweep experiments/configs/lm.py:tiny --workdir_root=runs/lm-sweep
 """
 import ml_collections
 
-from experiments.configs.harness import add_harness, check_variant
+from experiments.configs.harness import add_harness, new_config
 
 VARIANTS = ("tiny", "base")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Variants: `tiny` (2-core CPU, built-in corpus, a minute or two) and `base` (default)."""
-    variant = check_variant("lm.py", arg, VARIANTS)
+    c, variant = new_config("lm", "lm.py", arg, VARIANTS)  # task, seed, model block
     tiny = variant == "tiny"
-    c = ml_collections.ConfigDict()
-    c.task = "lm"  # which model package experiments/tasks.py wires in
-    c.seed = 0  # parameters, dropout, example order and augmentation all derive from it
-
-    c.model = ml_collections.ConfigDict()
     c.model.context_length = 64 if tiny else 1024  # tokens per training window
     c.model.d_model = 32 if tiny else 512  # residual stream width
     c.model.num_layers = 2 if tiny else 8  # transformer blocks

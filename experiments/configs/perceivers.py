@@ -10,7 +10,7 @@ override cannot set an int field to None.
 """
 import ml_collections
 
-from experiments.configs.harness import add_harness, check_variant
+from experiments.configs.harness import add_harness, new_config
 
 VARIANTS = ("tiny", "base", "paper")
 
@@ -18,13 +18,8 @@ VARIANTS = ("tiny", "base", "paper")
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Variants: `tiny` (2-core CPU, built-in corpus, minutes), `base` (one GPU, default) and
     `paper` (context 32768, query 1024)."""
-    variant = check_variant("perceivers.py", arg, VARIANTS)
+    c, variant = new_config("perceivers", "perceivers.py", arg, VARIANTS)  # task, seed, model block
     tiny, paper = variant == "tiny", variant == "paper"
-    c = ml_collections.ConfigDict()
-    c.task = "perceivers"  # which model package experiments/tasks.py wires in
-    c.seed = 0  # parameters, dropout, example order, augmentation and sampling derive from it
-
-    c.model = ml_collections.ConfigDict()
     c.model.context_length = 256 if tiny else 32768 if paper else 8192  # L: tokens of context
     c.model.query_length = 64 if tiny else 1024  # N: latents, the positions trained per example
     c.model.scale_window = 64 if tiny else 1024  # W of the second cross-attention; 0 = none
