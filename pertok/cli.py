@@ -1,10 +1,11 @@
-"""`python -m pertok`: encode, decode, roundtrip, stats, build and the demo."""
+"""`python -m pertok`: encode, decode, roundtrip, align, stats, build and the demo."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +66,9 @@ def cmd_stats(args) -> None:
     start = time.perf_counter()
     results = encode_files(files, tokenizer.config, args.workers, progress=False)
     elapsed = time.perf_counter() - start
-    lengths = np.array([len(ids) for _, ids, _ in results if ids is not None])
-    notes = sum(int(np.isin(tokenizer.token_types(ids), (TokenType.PITCH, TokenType.DRUM_PITCH)).sum()) for _, ids, _ in results if ids is not None)
-    skipped = [(p, e) for p, ids, e in results if ids is None]
+    lengths = np.array([len(ids) for _, ids, *_ in results if ids is not None])
+    notes = sum(int(np.isin(tokenizer.token_types(ids), (TokenType.PITCH, TokenType.DRUM_PITCH)).sum()) for _, ids, *_ in results if ids is not None)
+    skipped = [(p, e) for p, ids, e, *_ in results if ids is None]
     print(f"files        {len(files)} ({len(skipped)} skipped)")
     print(f"notes        {notes}")
     print(f"tokens       {int(lengths.sum())}")
@@ -78,9 +79,24 @@ def cmd_stats(args) -> None:
         print(f"skipped      {path}: {error}")
 
 
+def cmd_align(args) -> None:
+    """Align a performance to its beat annotations; print what changed."""
+    from pertok.align import align_file
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        score, report = align_file(args.input, args.beats, _tokenizer(args).config)
+    for warning in caught:
+        print(f"pertok: warning: {warning.message}", file=sys.stderr)
+    score.dump_midi(args.output)
+    print(f"{args.input}: {report.beats} beats, {report.bars} bars, meters {' '.join(report.meters)} "
+          f"({report.irregular_bars} irregular bars, {len(report.dropped_beats)} beats merged) -> {args.output}")
+    print(f"largest change of a note's time: {report.max_shift_ms:.3f} ms ({report.max_shift_ticks:.2f} ticks)")
+
+
 def cmd_build(args) -> None:
     config = _tokenizer(args).config
-    store = build_store(args.midi_dir, args.out, config, args.workers)
+    store = build_store(args.midi_dir, args.out, config, args.workers, beats=args.beats)
     print(store.summary())
     for item in store.meta["skipped"]:
         print(f"skipped      {item['file']}: {item['reason']}")
@@ -119,6 +135,10 @@ def parser() -> argparse.ArgumentParser:
     sub = command("roundtrip", cmd_roundtrip, "MIDI -> tokens -> MIDI")
     sub.add_argument("input")
     sub.add_argument("-o", "--output", required=True)
+    sub = command("align", cmd_align, "MIDI + beat annotations -> MIDI whose ticks follow the beat")
+    sub.add_argument("input")
+    sub.add_argument("--beats", required=True, help="annotation file (ASAP format: NAME_annotations.txt)")
+    sub.add_argument("-o", "--output", required=True)
     for name, function, text in (("stats", cmd_stats, "token statistics of a folder"),
                                  ("build", cmd_build, "tokenize a folder into a token store")):
         sub = command(name, function, text)
@@ -127,6 +147,8 @@ def parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("--midi_dir", required=True)
             sub.add_argument("--out", required=True)
+            sub.add_argument("--beats", choices=("none", "auto"), default="none",
+                             help="auto: align every file that has NAME_annotations.txt beside it")
         sub.add_argument("--workers", type=int, default=None)
     sub = command("demo", cmd_demo, "built-in corpus -> token store -> statistics")
     sub.add_argument("--workdir", default="runs/demo")

@@ -30,11 +30,18 @@ def builtin_corpus(cache_dir: str, num_pieces: int) -> str:
     return path
 
 
+def beats_mode(data) -> str:
+    """`data.beats`: "auto" aligns pieces that have beat annotations, "none" does not."""
+    return data.get("beats", "auto")
+
+
 def store_path(data, midi_dir: str) -> str:
-    """`data.store_dir`, or a cache entry named after the MIDI directory."""
+    """`data.store_dir`, or a cache entry named after the MIDI directory and the beat mode
+    (aligned and unaligned stores of one folder live side by side)."""
     if data.store_dir:
         return data.store_dir
-    tag = hashlib.sha256(os.path.abspath(midi_dir).encode()).hexdigest()[:10]
+    key = os.path.abspath(midi_dir) + ("" if beats_mode(data) == "none" else f"|beats={beats_mode(data)}")
+    tag = hashlib.sha256(key.encode()).hexdigest()[:10]
     return os.path.join(data.cache_dir, "stores", f"{os.path.basename(midi_dir.rstrip('/'))}-{tag}")
 
 
@@ -46,9 +53,12 @@ def resolve_midi_dir(data) -> str:
 def open_store(data):
     """The `pertok.store.TokenStore` of the `data` config, built by process 0 when missing.
 
+    Process 0 also rebuilds a store that is stale or damaged (sizes and checksums are
+    checked when it is opened), so a run never trains on a truncated token file.
+
     Args:
       data: config with midi_dir ("" = built-in corpus), builtin_pieces, cache_dir, store_dir,
-        store_workers.
+        store_workers, and optionally beats ("auto", the default, or "none").
     """
     from pertok.store import TokenStore, build_store
 
@@ -60,7 +70,8 @@ def open_store(data):
         raise FileNotFoundError(f"data.midi_dir={midi_dir!r} is not a directory")
     path = store_path(data, midi_dir)
     if chief:
-        build_store(midi_dir, path, workers=data.store_workers or None)  # no-op when current
+        build_store(midi_dir, path, workers=data.store_workers or None,  # no-op when current
+                    beats=beats_mode(data))
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("token store ready")
     return TokenStore(path)
