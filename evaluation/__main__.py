@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--workers", type=int, default=None, help="reading processes (default: CPUs)")
     report.add_argument("--piano-rolls", type=int, default=3, help="pieces of each set drawn")
     report.add_argument("--no-plots", action="store_true", help="write report.json only")
+    report.add_argument("--protocol", choices=("project", "mgeval"), default="project",
+                        help="feature definitions and OA integration: this project's (default) or "
+                             "MGEval's own, with the papers' nine features (see evaluation/compare.py)")
     report.add_argument("--half-split", type=int, default=None, metavar="SEED",
                         help="instead of --generated, compare a random half of --reference "
                              "with the other half")
@@ -43,7 +46,7 @@ def _run_report(args: argparse.Namespace) -> None:
     result = report.write_report(
         args.generated, args.reference, args.out, num_bars=args.num_bars, max_pairs=args.max_pairs,
         seed=args.seed, workers=args.workers, num_piano_rolls=max(args.piano_rolls, 0),
-        half_split_seed=args.half_split, draw_plots=not args.no_plots)
+        half_split_seed=args.half_split, draw_plots=not args.no_plots, protocol=args.protocol)
     print(report.format_table(result))
     skipped = len(result["skipped"])
     print(f"{result['generated']['num_pieces']} generated, {result['reference']['num_pieces']} reference "

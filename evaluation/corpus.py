@@ -12,10 +12,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import symusic
 
-from evaluation import expressive, features, similarity
+from evaluation import expressive, features, mgeval, similarity
 from evaluation.errors import EvaluationError
-from evaluation.notes import load_piece
+from evaluation.notes import piece_notes
 
 MIDI_SUFFIXES = (".mid", ".midi")
 # Below this many files a process pool costs more than it saves.
@@ -39,7 +40,8 @@ class PieceSummary:
 
     Attributes:
       path: the MIDI file.
-      features: MGEval and expressive per-piece features, float64 arrays by name.
+      features: the protocol's per-piece features, float64 arrays by name (NaN where a
+        piece has no such feature).
       velocity_counts: int64 [128], notes per velocity.
       microtiming_counts: int64 [25], notes per microtiming bin.
       pitch_class_entropy: MusDr's 4-bar pitch-class entropy, in bits.
@@ -52,29 +54,35 @@ class PieceSummary:
     pitch_class_entropy: float
 
 
-def summarise_piece(path: str, num_bars: int) -> PieceSummary:
+def summarise_piece(path: str, num_bars: int, protocol: str = "project") -> PieceSummary:
     """Read one MIDI file and compute everything the report needs of it.
 
     Args:
       path: the MIDI file.
       num_bars: bars read by the per-bar features.
+      protocol: "project" (features.py and expressive.py) or "mgeval" (mgeval.py).
     """
-    notes = load_piece(path, min_bars=num_bars)
+    score = symusic.Score(path)
+    notes = piece_notes(score, min_bars=num_bars)
     if notes.num_notes == 0:
         raise EvaluationError("the file holds no notes")
     microtiming = expressive.microtiming_beats(notes)
+    if protocol == "mgeval":
+        piece_features = mgeval.mgeval_features(score)
+    else:
+        piece_features = {**features.mgeval_features(notes, num_bars),
+                          **expressive.expressive_features(notes, microtiming)}
     return PieceSummary(
         path=path,
-        features={**features.mgeval_features(notes, num_bars),
-                  **expressive.expressive_features(notes, microtiming)},
+        features=piece_features,
         velocity_counts=expressive.velocity_histogram(notes),
         microtiming_counts=expressive.microtiming_histogram(microtiming),
         pitch_class_entropy=similarity.pitch_class_entropy(notes))
 
 
-def _summary_or_reason(path: str, num_bars: int) -> PieceSummary | str:
+def _summary_or_reason(path: str, num_bars: int, protocol: str) -> PieceSummary | str:
     try:
-        return summarise_piece(path, num_bars)
+        return summarise_piece(path, num_bars, protocol)
     except Exception as error:  # any unreadable file is listed in the report, never fatal
         return f"{type(error).__name__}: {error}"
 
@@ -98,16 +106,17 @@ def process_pool(workers: int | None, num_files: int) -> ProcessPoolExecutor | N
     return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
-def summarise_files(paths: Sequence[str], num_bars: int,
-                    pool: ProcessPoolExecutor | None = None) -> list[PieceSummary | str]:
+def summarise_files(paths: Sequence[str], num_bars: int, pool: ProcessPoolExecutor | None = None,
+                    protocol: str = "project") -> list[PieceSummary | str]:
     """`summarise_piece` of every path, in order; an unreadable file gives its reason instead.
 
     Args:
       paths: MIDI files.
       num_bars: bars read by the per-bar features.
       pool: processes to spread the files over; None to stay in this process.
+      protocol: whose feature definitions to compute ("project" or "mgeval").
     """
-    summarise = functools.partial(_summary_or_reason, num_bars=num_bars)
+    summarise = functools.partial(_summary_or_reason, num_bars=num_bars, protocol=protocol)
     if pool is None:
         return [summarise(path) for path in paths]
     # About 64 chunks: a few per worker on 16 CPUs, yet each big enough to amortise pickling.

@@ -21,7 +21,10 @@ Where the paper or its toolbox leaves a choice, this module makes it as follows:
     pretty_midi onsets repeat chord notes, which turns the mean into span / (notes - 1)).
   * Per-bar variants exist for PC, NC and PCH, as in MGEval, over the first `num_bars`
     bars (pieces are cropped or padded with empty bars) so that all pieces share a shape.
-  * A piece with fewer than two notes has 0 for PI and IOI and zero transition matrices.
+  * A feature a piece cannot have is NaN, shaped as the feature, never zeros: without
+    non-drum notes (a drum-only piece) PC, PR, PCH, NLH and the per-bar PC and PCH; with
+    fewer than two non-drum notes PI, PCTM and NLTM; with fewer than two distinct onsets
+    IOI. The report leaves such a piece out of that feature's distances and counts it.
 """
 from __future__ import annotations
 
@@ -57,7 +60,9 @@ FEATURE_ABBREVIATIONS = {
 
 
 def total_used_pitch(notes: PieceNotes) -> float:
-    """PC: the number of distinct pitches (drums skipped)."""
+    """PC: the number of distinct pitches (drums skipped; NaN without such notes)."""
+    if not notes.melodic.num_notes:
+        return np.nan
     return float(np.count_nonzero(np.bincount(notes.melodic.pitch, minlength=128)))
 
 
@@ -67,31 +72,31 @@ def total_used_note(notes: PieceNotes) -> float:
 
 
 def pitch_range(notes: PieceNotes) -> float:
-    """PR: highest minus lowest pitch, in semitones (drums skipped; 0 without notes)."""
+    """PR: highest minus lowest pitch, in semitones (drums skipped; NaN without notes)."""
     pitch = notes.melodic.pitch
-    return float(pitch.max() - pitch.min()) if pitch.size else 0.0
+    return float(pitch.max() - pitch.min()) if pitch.size else np.nan
 
 
 def avg_pitch_interval(notes: PieceNotes) -> float:
     """PI: mean absolute interval between consecutive notes, in semitones (drums skipped)."""
     pitch = notes.melodic.pitch
-    return float(np.abs(np.diff(pitch)).mean()) if pitch.size >= 2 else 0.0
+    return float(np.abs(np.diff(pitch)).mean()) if pitch.size >= 2 else np.nan
 
 
 def avg_ioi(notes: PieceNotes) -> float:
     """IOI: mean gap between consecutive distinct onsets, in beats (drums included)."""
     if notes.num_notes < 2:
-        return 0.0
+        return np.nan
     # Onsets are sorted, so a chord's repeats are the zero steps.
     onsets = notes.onset_ticks[np.r_[True, np.diff(notes.onset_ticks) != 0]]
     if onsets.size < 2:
-        return 0.0
+        return np.nan
     return float(np.diff(onsets).mean() / notes.ticks_per_quarter)
 
 
 def _normalised(counts: np.ndarray) -> np.ndarray:
     total = counts.sum()
-    return counts / total if total > 0 else counts.astype(np.float64)
+    return counts / total if total > 0 else np.full(counts.shape, np.nan)
 
 
 def _held_ticks(notes: PieceNotes) -> np.ndarray:
@@ -107,6 +112,8 @@ def pitch_class_histogram(notes: PieceNotes) -> np.ndarray:
 
 
 def _transition_matrix(classes: np.ndarray, num_classes: int) -> np.ndarray:
+    if classes.size < 2:
+        return np.full((num_classes, num_classes), np.nan)
     pairs = classes[:-1] * num_classes + classes[1:]
     counts = np.bincount(pairs, minlength=num_classes * num_classes).astype(np.float64)
     return _normalised(counts).reshape(num_classes, num_classes)
@@ -157,6 +164,8 @@ def bar_used_note(notes: PieceNotes, num_bars: int) -> np.ndarray:
 def bar_used_pitch(notes: PieceNotes, num_bars: int) -> np.ndarray:
     """PC per bar: distinct pitches starting in each bar, float64 [num_bars] (drums skipped)."""
     melodic = notes.melodic
+    if not melodic.num_notes:
+        return np.full(num_bars, np.nan)
     bar, in_range = _bar_of_onsets(melodic, num_bars)
     used_BxP = np.bincount(bar * 128 + melodic.pitch[in_range], minlength=num_bars * 128)
     return np.count_nonzero(used_BxP.reshape(num_bars, 128), axis=1).astype(np.float64)
@@ -172,6 +181,8 @@ def bar_pitch_class_histogram(notes: PieceNotes, num_bars: int) -> np.ndarray:
         raise ValueError(f"piece has {notes.num_bars} bar lines laid, per-bar features need "
                          f"{num_bars}: build it with piece_notes(score, min_bars={num_bars})")
     melodic = notes.melodic
+    if not melodic.num_notes:
+        return np.full((num_bars, NUM_PITCH_CLASSES), np.nan)
     bar_lines = melodic.bar_lines_ticks[:num_bars + 1]
     starts_early = melodic.onset_ticks < bar_lines[-1]
     onset = melodic.onset_ticks[starts_early].astype(np.float64)

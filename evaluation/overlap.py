@@ -11,9 +11,10 @@ as its own members do.
 Choices made here:
   * Pairs: all of them while there are at most `max_pairs`, else `max_pairs` drawn
     uniformly (with replacement, never a piece with itself) by a seeded generator; the
-    same pairs serve every feature.
+    features without excluded pieces share one draw (`evaluation.compare`).
   * Bandwidth: scipy.stats.gaussian_kde's Scott's rule (std * n^(-1/5)), floored at 1% of
-    the pooled range of all distances. The floor is the fallback for a degenerate set
+    the pooled range of the distance sets compared together (the report passes intra
+    generated and inter only, so the reference's own spread does not move OA). The floor is the fallback for a degenerate set
     (zero variance, e.g. identical pieces), whose KDE would be singular: it becomes a
     narrow bump, so OA and KL stay finite. If every distance of every set is equal, all
     densities are the same bump: OA = 1, KL = 0. Never NaN.

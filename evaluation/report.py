@@ -1,9 +1,11 @@
 """The evaluation report: a generated set against a reference set, as JSON and PNG plots.
 
 `write_report` reads both folders (in parallel, listing unreadable files under
-"skipped"), compares every per-piece feature by the OA and KL of its intra-set and
-inter-set distances (`evaluation.overlap`), compares the pooled velocity and microtiming
-histograms (`evaluation.expressive`), and writes OUTDIR/report.json with the plots.
+"skipped"), compares every per-piece feature of the chosen protocol by the OA and KL of
+its intra-set and inter-set distances (`evaluation.compare`: "project" or "mgeval"),
+compares the pooled velocity and microtiming histograms (`evaluation.expressive`), and
+writes OUTDIR/report.json with the plots. report.json records the protocol, the pieces
+each feature left out ("exclusions") and which features the mean OA averages.
 """
 from __future__ import annotations
 
@@ -16,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation import corpus, expressive, features, overlap, plots
+from evaluation import compare, corpus, expressive, mgeval, plots
+from evaluation.compare import FeatureComparison
 from evaluation.corpus import CorpusFeatures
 from evaluation.errors import EvaluationError
 from evaluation.notes import load_piece
-
-ABBREVIATIONS = {**features.FEATURE_ABBREVIATIONS, **expressive.EXPRESSIVE_ABBREVIATIONS}
 
 
 def _input_files(generated_dir: str | None, reference_dir: str,
@@ -37,78 +38,21 @@ def _input_files(generated_dir: str | None, reference_dir: str,
         raise EvaluationError("a half-split compares two halves of the reference folder; "
                               "do not give a generated folder with it")
     shuffled = [reference[k] for k in np.random.default_rng(half_split_seed).permutation(len(reference))]
-    half = len(shuffled) // 2
+    # The generated half takes the odd file: it needs 2 pieces where the reference needs 1.
+    half = (len(shuffled) + 1) // 2
     return sorted(shuffled[:half]), sorted(shuffled[half:])
 
 
-def _require_pieces(name: str, folder: str, corpus_features: CorpusFeatures) -> None:
-    if corpus_features.num_pieces < 2:
-        raise EvaluationError(
-            f"the {name} set ({folder}) has {corpus_features.num_pieces} readable MIDI file(s) "
-            f"with notes ({len(corpus_features.skipped)} skipped); at least 2 are needed")
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureComparison:
-    """One feature's comparison: its JSON summary, and its distance densities for the plot.
-
-    Attributes:
-      summary: abbreviation, oa, kl (intra generated || inter), oa_reference (intra
-        reference vs inter), the distance sets' mean and std, and for scalar features
-        each set's mean and std (MGEval's absolute measures).
-      grid: float64 [num_points], the distances the densities are evaluated at.
-      densities: "intra generated", "inter", "intra reference" -> float64 [num_points].
-    """
-
-    summary: dict
-    grid: np.ndarray
-    densities: dict[str, np.ndarray]
-
-
-def compare_feature(name: str, generated: np.ndarray, reference: np.ndarray,
-                    pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> FeatureComparison:
-    """OA and KL of one feature's intra-set (generated) and inter-set distances.
-
-    Args:
-      name: a key of ABBREVIATIONS.
-      generated, reference: the feature of every piece of each set, [num_pieces, ...].
-      pairs: index pairs of "intra generated", "inter" and "intra reference".
-    """
-    sets = {"intra generated": (generated, generated), "inter": (generated, reference),
-            "intra reference": (reference, reference)}
-    distances = {label: overlap.pair_distances(*sets[label], *pairs[label]) for label in sets}
-    result = overlap.distance_densities(list(distances.values()))
-    intra, inter, intra_reference = result.densities
-    summary = {
-        "abbreviation": ABBREVIATIONS[name],
-        "oa": overlap.overlap_area(intra, inter, result.grid),
-        "kl": overlap.kl_divergence(intra, inter, result.grid),
-        "oa_reference": overlap.overlap_area(intra_reference, inter, result.grid),
-        "distances": {label.replace(" ", "_"): {"mean": float(d.mean()), "std": float(d.std())}
-                      for label, d in distances.items()},
-    }
-    if generated.ndim == 1:
-        summary["generated"] = {"mean": float(generated.mean()), "std": float(generated.std())}
-        summary["reference"] = {"mean": float(reference.mean()), "std": float(reference.std())}
-    return FeatureComparison(summary=summary, grid=result.grid,
-                             densities=dict(zip(distances, result.densities)))
-
-
-def compare_feature_sets(generated: CorpusFeatures, reference: CorpusFeatures,
-                         max_pairs: int, seed: int) -> dict[str, FeatureComparison]:
-    """`compare_feature` of every feature, all on the same distance pairs.
-
-    Args:
-      max_pairs: most distance pairs per set; beyond it pairs are drawn with `seed`.
-    """
-    rng = np.random.default_rng(seed)
-    pairs = {
-        "intra generated": overlap.leave_one_out_pairs(generated.num_pieces, max_pairs, rng),
-        "intra reference": overlap.leave_one_out_pairs(reference.num_pieces, max_pairs, rng),
-        "inter": overlap.cross_pairs(generated.num_pieces, reference.num_pieces, max_pairs, rng),
-    }
-    return {name: compare_feature(name, generated.features[name], reference.features[name], pairs)
-            for name in ABBREVIATIONS}
+def _require_pieces(generated: CorpusFeatures, reference: CorpusFeatures, folders: tuple[str, str]) -> None:
+    """One line naming the set and the count needed when a set is too small for OA."""
+    for name, corpus_features, needed, why in (
+            ("generated", generated, 2, "for intra-set distances"),
+            ("reference", reference, 1, "for inter-set distances")):
+        if corpus_features.num_pieces < needed:
+            folder = folders[0] if name == "generated" else folders[1]
+            raise EvaluationError(
+                f"the {name} set ({folder}) has {corpus_features.num_pieces} readable MIDI file(s) "
+                f"with notes ({len(corpus_features.skipped)} skipped); OA needs at least {needed} {why}")
 
 
 def _spread(paths: list[str], count: int) -> list[str]:
@@ -123,11 +67,12 @@ def _write_plots(out_dir: Path, comparisons: dict[str, FeatureComparison],
                  reference: CorpusFeatures, num_bars: int, num_piano_rolls: int,
                  pool: ProcessPoolExecutor | None) -> list[str]:
     """Every PNG of the report, drawn in the pool when there is one; returns the file names."""
+    compared = {name: c for name, c in comparisons.items() if c.summary["oa"] is not None}
     jobs = [(plots.write_distance_densities,
              (out_dir / f"density_{name}.png", f"{c.summary['abbreviation']} ({name})", c.grid,
               c.densities, c.summary["oa"]))
-            for name, c in comparisons.items()]
-    overlap_by_feature = {c.summary["abbreviation"]: c.summary["oa"] for c in comparisons.values()}
+            for name, c in compared.items()]
+    overlap_by_feature = {c.summary["abbreviation"]: c.summary["oa"] for c in compared.values()}
     jobs.append((plots.write_overlap_bars, (out_dir / "overlap_area.png", overlap_by_feature)))
     jobs.append((plots.write_velocity_histogram,
                  (out_dir / "velocity_histogram.png", generated.velocity_counts,
@@ -166,17 +111,23 @@ class ReportOptions:
     num_piano_rolls: int = 3
     half_split_seed: int | None = None
     draw_plots: bool = True
+    protocol: str = "project"
 
     def __post_init__(self) -> None:
         for name in ("num_bars", "max_pairs"):
             if getattr(self, name) < 1:
                 raise EvaluationError(f"{name} must be at least 1, got {getattr(self, name)}")
+        try:
+            compare.check_protocol(self.protocol)
+        except ValueError as error:
+            raise EvaluationError(str(error)) from None
 
 
 def write_report(generated_dir: str | os.PathLike | None, reference_dir: str | os.PathLike,
                  out_dir: str | os.PathLike, *, num_bars: int = 16, max_pairs: int = 10_000,
                  seed: int = 0, workers: int | None = None, num_piano_rolls: int = 3,
-                 half_split_seed: int | None = None, draw_plots: bool = True) -> dict:
+                 half_split_seed: int | None = None, draw_plots: bool = True,
+                 protocol: str = "project") -> dict:
     """Compare a generated set of MIDI files with a reference set; write report.json and PNGs.
 
     Args:
@@ -192,6 +143,8 @@ def write_report(generated_dir: str | os.PathLike | None, reference_dir: str | o
       half_split_seed: compare a random half of the reference folder (drawn with this
         seed) with the other half, a ceiling for OA.
       draw_plots: write the PNGs; False for report.json alone (a quicker evaluation).
+      protocol: "project" (this package's definitions, the default) or "mgeval" (MGEval's
+        definitions and integration, the papers' nine features); see `evaluation.compare`.
 
     Returns:
       The report, as written to report.json.
@@ -201,13 +154,13 @@ def write_report(generated_dir: str | os.PathLike | None, reference_dir: str | o
         raise EvaluationError(f"workers must be at least 1 (or None for one per CPU), got {workers}")
     options = ReportOptions(num_bars=num_bars, max_pairs=max_pairs, seed=seed,
                             num_piano_rolls=num_piano_rolls, half_split_seed=half_split_seed,
-                            draw_plots=draw_plots)
+                            draw_plots=draw_plots, protocol=protocol)
     generated_dir = None if generated_dir is None else str(generated_dir)
     generated_paths, reference_paths = _input_files(generated_dir, str(reference_dir), half_split_seed)
     folders = (generated_dir or f"{reference_dir} (half, seed {half_split_seed})", str(reference_dir))
     pool = corpus.process_pool(workers, len(generated_paths) + len(reference_paths))
     try:
-        results = corpus.summarise_files(generated_paths + reference_paths, num_bars, pool)
+        results = corpus.summarise_files(generated_paths + reference_paths, num_bars, pool, protocol)
         generated = corpus.gather(generated_paths, results[:len(generated_paths)])
         reference = corpus.gather(reference_paths, results[len(generated_paths):])
         read_s = time.perf_counter() - started
@@ -224,10 +177,10 @@ def write_report(generated_dir: str | os.PathLike | None, reference_dir: str | o
 def _compare_and_write(generated: CorpusFeatures, reference: CorpusFeatures, folders: tuple[str, str],
                        out: Path, options: ReportOptions, pool: ProcessPoolExecutor | None) -> dict:
     """The report of two read sets, with its plots written to `out` (not yet report.json)."""
-    for name, folder, corpus_features in zip(("generated", "reference"), folders, (generated, reference)):
-        _require_pieces(name, folder, corpus_features)
+    _require_pieces(generated, reference, folders)
     started = time.perf_counter()
-    comparisons = compare_feature_sets(generated, reference, options.max_pairs, options.seed)
+    comparisons = compare.compare_feature_sets(generated.features, reference.features, options.protocol,
+                                               options.max_pairs, options.seed)
     expressive_overlap = {
         "velocity": expressive.histogram_overlap(generated.velocity_counts, reference.velocity_counts),
         "microtiming": expressive.histogram_overlap(generated.microtiming_counts,
@@ -239,12 +192,22 @@ def _compare_and_write(generated: CorpusFeatures, reference: CorpusFeatures, fol
                                options.num_bars, options.num_piano_rolls, pool)
                   if options.draw_plots else [])
     seconds = {"compare": round(compared - started, 3), "plots": round(time.perf_counter() - compared, 3)}
-    return {
+    mean = compare.mean_oa(comparisons)
+    report = {
+        "protocol": options.protocol,
         "generated": _set_summary(folders[0], generated),
         "reference": _set_summary(folders[1], reference),
         "options": dataclasses.asdict(options),
         "features": {name: c.summary for name, c in comparisons.items()},
-        "mean_oa": float(np.mean([c.summary["oa"] for c in comparisons.values()])),
+        "exclusions": {name: c.summary["excluded"] for name, c in comparisons.items()},
+        "mean_oa": mean["value"],
+        "mean_oa_features": mean["features"],
+    }
+    if options.protocol == "project":
+        # The papers' nine features under this protocol's definitions, beside the mgeval column.
+        report["mean_oa_paper_features"] = compare.mean_oa(comparisons, list(mgeval.PAPER_FEATURES))["value"]
+    return {
+        **report,
         "expressive": expressive_overlap,
         "skipped": ([{"set": "generated", **s} for s in generated.skipped]
                     + [{"set": "reference", **s} for s in reference.skipped]),
@@ -255,9 +218,15 @@ def _compare_and_write(generated: CorpusFeatures, reference: CorpusFeatures, fol
 
 def format_table(report: dict) -> str:
     """The report's per-feature OA and KL as a plain-text table."""
-    rows = [(c["abbreviation"], c["oa"], c["kl"]) for c in report["features"].values()]
-    rows += [(f"{name} (all notes)", r["oa"], r["kl"]) for name, r in report["expressive"].items()]
-    lines = [f"{'feature':<24} {'OA':>6} {'KL':>8}"]
-    lines += [f"{name:<24} {oa:6.3f} {kl:8.3f}" for name, oa, kl in rows]
-    lines.append(f"{'mean OA (per-piece features)':<31} {report['mean_oa']:6.3f}")
+    def number(value: float | None, width: int) -> str:
+        return f"{value:{width}.3f}" if value is not None else f"{'-':>{width}}"
+
+    rows = [(c["abbreviation"], c["oa"], c["kl"], c["excluded"]) for c in report["features"].values()]
+    lines = [f"protocol: {report['protocol']}", f"{'feature':<24} {'OA':>6} {'KL':>8}  excluded (gen/ref)"]
+    lines += [f"{name:<24} {number(oa, 6)} {number(kl, 8)}  {excluded['generated']}/{excluded['reference']}"
+              for name, oa, kl, excluded in rows]
+    lines += [f"{name + ' (all notes)':<24} {number(r['oa'], 6)} {number(r['kl'], 8)}"
+              for name, r in report["expressive"].items()]
+    averaged = len(report["mean_oa_features"])
+    lines.append(f"{f'mean OA ({averaged} features)':<24} {number(report['mean_oa'], 6)}")
     return "\n".join(lines)

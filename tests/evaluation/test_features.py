@@ -94,12 +94,26 @@ def test_each_note_value_falls_in_its_own_class(class_index):
         assert features.note_length_classes(notes)[0] == class_index
 
 
-def test_empty_and_single_note_pieces_give_zeros_not_nan():
-    for rows in ([], [(0, TPQ, 60, 80)]):
-        values = features.mgeval_features(piece_notes(make_score([(False, rows)]), min_bars=2), 2)
+def test_degenerate_pieces_get_nan_exactly_where_a_feature_is_undefined():
+    one_note = make_score([(False, [(0, TPQ, 60, 80)])])
+    drums_only = make_score([(True, [(0, 60, 36, 100), (TPQ, 60, 42, 100)])])
+    chord_only = make_score([(False, [(0, TPQ, 60, 80), (0, TPQ, 64, 80)])])
+    expected_undefined = {
+        "one note": (one_note, {"avg_pitch_interval", "avg_ioi", "pitch_class_transition_matrix",
+                                "note_length_transition_matrix"}),
+        "drums only": (drums_only, {"total_used_pitch", "bar_used_pitch", "pitch_class_histogram",
+                                    "bar_pitch_class_histogram", "pitch_class_transition_matrix",
+                                    "pitch_range", "avg_pitch_interval", "note_length_histogram",
+                                    "note_length_transition_matrix"}),
+        "one chord": (chord_only, {"avg_ioi"}),  # one distinct onset
+    }
+    for label, (score, undefined) in expected_undefined.items():
+        values = features.mgeval_features(piece_notes(score, min_bars=2), 2)
         for name, value in values.items():
-            assert np.all(np.isfinite(value)), name
-        assert values["avg_ioi"] == 0 and values["avg_pitch_interval"] == 0
+            if name in undefined:
+                assert np.isnan(value).all(), (label, name)
+            else:
+                assert np.isfinite(value).all(), (label, name)
 
 
 def test_pitch_and_velocity_are_widened_from_int8():

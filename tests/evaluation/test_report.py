@@ -137,3 +137,66 @@ def test_cli_similarity_prints_json(sets, capsys):
     assert main(["similarity", piece, other]) == 0
     assert json.loads(capsys.readouterr().out)["chroma_similarity"] < 0.9
     assert main(["similarity", piece, str(sets / "diatonic_a" / "nested" / "x.mid")]) == 1
+
+
+def _write_drum_set(folder: Path, num_pieces: int) -> None:
+    """Drum grooves only: no pitch or note-length feature is defined for them."""
+    from tests.evaluation.scores import TPQ, make_score
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(num_pieces):
+        hits = [(step * TPQ // 2, 60, 36 + (step + k) % 6, 90) for step in range(8 + 2 * k)]
+        make_score([(True, hits)]).dump_midi(str(folder / f"drums_{k}.mid"))
+
+
+@pytest.mark.parametrize("protocol", ["project", "mgeval"])
+def test_drum_only_pieces_are_excluded_per_feature_not_zero_filled(sets, tmp_path, protocol):
+    mixed = tmp_path / "mixed"
+    _write_drum_set(mixed, 3)
+    for path in sorted((sets / "diatonic_b").glob("*.mid"))[:5]:
+        (mixed / path.name).write_bytes(path.read_bytes())
+    report = write_report(mixed, sets / "diatonic_a", tmp_path / "out", workers=1, num_bars=4,
+                          draw_plots=False, protocol=protocol)
+    assert report["protocol"] == protocol
+    exclusions = report["exclusions"]
+    assert exclusions["pitch_class_histogram"] == {"generated": 3, "reference": 0}
+    assert exclusions["total_used_note"] == {"generated": 0, "reference": 0}
+    pch = report["features"]["pitch_class_histogram"]
+    assert pch["num_pieces"] == {"generated": 5, "reference": PIECES_PER_SET}
+    # Five diatonic pieces against diatonic ones: the three drum grooves no longer drag OA to 0.
+    assert pch["oa"] > 0.5
+    _write_drum_set(tmp_path / "drums", 3)
+    all_drums = write_report(tmp_path / "drums", sets / "diatonic_a", tmp_path / "out2", workers=1,
+                             num_bars=4, draw_plots=False, protocol=protocol)
+    pctm = all_drums["features"]["pitch_class_transition_matrix"]
+    assert pctm["oa"] is None and "0 generated" in pctm["reason"]
+    assert "PCTM" not in all_drums["mean_oa_features"] and "NC" in all_drums["mean_oa_features"]
+
+
+def test_single_reference_file_is_enough_for_oa(sets, tmp_path):
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "only.mid").write_bytes((sets / "diatonic_b" / "diatonic_000.mid").read_bytes())
+    report = write_report(sets / "diatonic_b", single, tmp_path / "out", workers=1, num_bars=4,
+                          draw_plots=False, protocol="mgeval")
+    assert report["reference"]["num_pieces"] == 1
+    assert all(f["oa"] is not None and f["oa_reference"] is None for f in report["features"].values())
+
+
+def test_cli_mgeval_protocol_on_tiny_folders(sets, tmp_path, capsys):
+    assert main(["report", "--generated", str(sets / "chromatic"), "--reference", str(sets / "diatonic_b"),
+                 "--out", str(tmp_path), "--protocol", "mgeval", "--no-plots", "--workers", "1"]) == 0
+    report = _no_nan((tmp_path / "report.json").read_text())
+    assert report["protocol"] == "mgeval" and report["plots"] == []
+    assert len(report["mean_oa_features"]) == 9 and report["mean_oa"] < 0.5
+    printed = capsys.readouterr().out
+    assert "protocol: mgeval" in printed and "mean OA (9 features)" in printed
+
+
+def test_cli_one_generated_file_is_one_line_naming_the_count(sets, tmp_path, capsys):
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "only.mid").write_bytes((sets / "diatonic_b" / "diatonic_000.mid").read_bytes())
+    assert main(["report", "--generated", str(lonely), "--reference", str(sets / "diatonic_b"),
+                 "--out", str(tmp_path / "out"), "--no-plots", "--workers", "1"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "has 1 readable MIDI file" in error and "at least 2" in error
