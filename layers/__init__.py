@@ -5,6 +5,7 @@ from layers.blocks import (CrossAttentionBlock, FeedForward, MLPBlock, MultiHead
 from layers.cache import KVCache
 from layers.masks import (attention_mask, bidirectional_mask, causal_mask, left_padding_mask,
                           padding_mask, scale_window_mask, visible)
+from layers.platforms import PLATFORMS, PlatformError
 from layers.rotary import apply_rotary, rotary_dim
 from layers.settings import transformer_config_errors
 
@@ -14,4 +15,5 @@ __all__ = [
     "SelfAttentionBlock", "TransformerBlock", "KVCache",
     "attention_mask", "bidirectional_mask", "causal_mask", "left_padding_mask", "padding_mask",
     "scale_window_mask", "visible", "apply_rotary", "rotary_dim", "transformer_config_errors",
+    "PLATFORMS", "PlatformError",
 ]

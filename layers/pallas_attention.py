@@ -4,7 +4,9 @@ Three kernels under one `custom_vjp`: the forward pass (output and log-sum-exp),
 program per query block) and dk/dv (one program per key block). Each program loops only over
 the blocks its `BlockGeometry` range says hold a visible key. The kernels use only generic
 Pallas (ref slices, `lax.dot_general`), so the same code lowers to Triton on GPU and runs with
-`interpret=True` on CPU, which is how the tests exercise it.
+`interpret=True` on CPU, which is how the tests exercise it. Which of the two runs is decided by
+the platform the program is lowered for (`layers.platforms`), not by the host; on TPU these
+Triton kernels are refused with one clear error (TPU attention is `layers.splash`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from layers import masks
+from layers.platforms import by_platform, unavailable
 from layers.schedule import BlockGeometry, traced_key_block_range, traced_query_block_range
 
 _NT = (((1,), (1,)), ((), ()))  # a @ b.T
@@ -50,12 +53,11 @@ def pallas_attention(
 
     Args:
       block_q, block_k: tile sizes, powers of two (clipped to the padded lengths).
-      interpret: run the kernels in the Pallas interpreter; default: unless on GPU.
+      interpret: True runs the Pallas interpreter on any platform; None (default): Triton
+        when lowered for GPU, the interpreter on CPU, and an error on TPU.
     """
     B, T, H, D = q_BxTxHxD.shape
     S = k_BxSxHxD.shape[1]
-    if interpret is None:
-        interpret = jax.default_backend() != "gpu"
     # Triton tiles are powers of two: zero-pad the head dim (zeros change neither the logits
     # nor, once sliced off, the output) and the lengths to whole blocks.
     head_dim = max(16, pl.next_power_of_2(D))
@@ -67,9 +69,24 @@ def pallas_attention(
     if kv_mask_BxS is None:
         kv_mask_BxS = jnp.ones((B, S), bool)
     kv_mask = jnp.pad(kv_mask_BxS.astype(jnp.int32), ((0, 0), (0, pad_k)))  # padded keys: 0
-    cfg = _Config(g, float(scale), bool(interpret), num_warps=4 if head_dim <= 64 else 8)
-    out = _flash(pad(q_BxTxHxD, pad_q), pad(k_BxSxHxD, pad_k), pad(v_BxSxHxD, pad_k), kv_mask, cfg)
+    cfg = functools.partial(_Config, g, float(scale), num_warps=4 if head_dim <= 64 else 8)
+    args = (pad(q_BxTxHxD, pad_q), pad(k_BxSxHxD, pad_k), pad(v_BxSxHxD, pad_k), kv_mask)
+    run = lambda interpret_: functools.partial(_run, cfg=cfg(interpret=interpret_))  # noqa: E731
+    if interpret is None:
+        out = by_platform(*args, cpu=run(True), cuda=run(False), tpu=_refuse_on_tpu,
+                          default=run(False))
+    else:
+        out = run(bool(interpret))(*args)
     return out[:, :T, :, :D]
+
+
+def _run(q, k, v, kv_mask, *, cfg: _Config) -> jax.Array:
+    return _flash(q, k, v, kv_mask, cfg)
+
+
+def _refuse_on_tpu(q: jax.Array, *_) -> jax.Array:
+    return unavailable(q, "impl='pallas' is the Triton (GPU) kernel and does not run on TPU; "
+                       "use impl='splash' or impl='auto' there")
 
 
 def _call(kernel, cfg: _Config, grid, in_specs, out_specs, out_shape, name):

@@ -18,6 +18,13 @@ counted in another example). Coverage, for a piece with n + 1 = P targets:
   random_crop  the same examples (piece, k) as effective, so an epoch has the same size, but
                `end` drawn uniformly from min(N, P) .. P by the example's rng; weighted targets
                the last min(N, end). Each target is counted in expectation, not exactly once.
+
+Length buckets (`bucket_lengths`): an effective or fixed example's real context (`end - start`,
+the rest of its L positions is left padding) is known from the table alone, so the harness can
+batch examples of similar context together and run each batch at a shorter static length
+(`crop`), e.g. L/8, L/4, L/2, L (`training.data.BucketedStepSampler`). Cropping drops only
+left padding, so the cropped example is the same example. random_crop draws its end per
+position, so all its examples stay in the L bucket.
 """
 from __future__ import annotations
 
@@ -85,6 +92,26 @@ class _Segmentation:
     def __len__(self) -> int:
         return len(self.table)
 
+    def context_lengths(self) -> np.ndarray:
+        """Real (unpadded) input positions of every example, int64 [len(self)]; never more
+        than L. Read from the table, no tokens."""
+        return np.full(len(self.table), self.context_length, np.int64)
+
+    def crop(self, example: Example, length: int) -> Example:
+        """The example at context length `length` (its last positions: only padding goes)."""
+        if not self.query_length <= length <= self.context_length:
+            raise ValueError(f"bucket length {length} must lie in query_length="
+                             f"{self.query_length} .. context_length={self.context_length}")
+        return dict(example, inputs=example["inputs"][..., -length:])
+
+    def bucket_lengths(self, buckets: int) -> tuple[int, ...]:
+        """The context lengths of `buckets` length buckets for these examples (L/2^(b-1) .. L)."""
+        return bucket_lengths(self.context_length, self.query_length, buckets)
+
+    def without_targets(self, example: Example) -> Example:
+        """The example counting no target: a filler row that tops up a batch."""
+        return dict(example, weights=np.zeros_like(example["weights"]))
+
     def _example(self, piece: int, end: int, first_target: int,
                  start: int | None = None) -> Example:
         start = max(end - self.context_length, 0) if start is None else start
@@ -100,6 +127,11 @@ class EffectiveSampler(_Segmentation):
     def stride(self) -> int:
         return self.query_length
 
+    def context_lengths(self) -> np.ndarray:
+        piece, k = self.table[:, 0], self.table[:, 1]
+        end = np.minimum((k + 1) * self.query_length, self.num_targets[piece])
+        return np.minimum(end, self.context_length)
+
     def example(self, index: int, rng: np.random.Generator) -> Example:
         del rng  # segments are fixed; augmentation is the harness's
         piece, k = (int(v) for v in self.table[index])
@@ -114,6 +146,11 @@ class FixedSampler(_Segmentation):
     @property
     def stride(self) -> int:
         return self.context_length
+
+    def context_lengths(self) -> np.ndarray:
+        piece, c = self.table[:, 0], self.table[:, 1]
+        start = c * self.context_length
+        return np.minimum(start + self.context_length, self.num_targets[piece]) - start
 
     def example(self, index: int, rng: np.random.Generator) -> Example:
         del rng
@@ -145,6 +182,14 @@ def make_sampler(segmentation: str, pieces, context_length: int, query_length: i
     if segmentation not in classes:
         raise ValueError(f"data.segmentation={segmentation!r}; expected one of {SEGMENTATIONS}")
     return classes[segmentation](pieces, context_length, query_length, pad_id, bos_id, eos_id)
+
+
+def bucket_lengths(context_length: int, query_length: int, buckets: int) -> tuple[int, ...]:
+    """Context lengths of `buckets` halvings of L, ascending, none below N: 4 -> L/8 .. L."""
+    if buckets < 1:
+        raise ValueError(f"data.buckets={buckets} must be >= 1 (1 = every example at L)")
+    return tuple(sorted({max(context_length >> halvings, query_length)
+                         for halvings in range(buckets)}))
 
 
 def _ranges(counts: np.ndarray) -> np.ndarray:

@@ -4,7 +4,9 @@ any batch.
 
 Global position `p = k * batch_size + row` names one slot of the global batch; epoch
 `p // N` visits the N examples of the sampler in a permutation seeded by (seed, epoch).
-Each process draws only the rows its devices hold.
+Each process draws only the rows its devices hold. `BucketedStepSampler` instead makes each
+step's batch out of examples of one context-length bucket, cropped to that length, so that
+short contexts are not padded to the full length; still a pure function of (seed, step, rows).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from training.task import Example, Sampler
 
 _EXAMPLE_STREAM = 1  # rng stream ids, so example and permutation draws never collide
 _PERMUTATION_STREAM = 2
+_BUCKET_STREAM = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +74,23 @@ def split_pieces(store, valid_fraction: float) -> tuple[PieceView, PieceView]:
     """(train, valid) views of `store`, chosen by `is_validation` on each piece's path."""
     valid = np.array([is_validation(f, valid_fraction) for f in store.files], bool)
     return PieceView(store, np.flatnonzero(~valid)), PieceView(store, np.flatnonzero(valid))
+
+
+def content_hash(pieces) -> str:
+    """A hash of the pieces' paths, lengths and tokens: names the data a run trains on.
+
+    A TokenStore's flat memory map is hashed in large slices (~1 s per GB).
+    """
+    digest = hashlib.sha256("\n".join(pieces.files).encode("utf-8"))
+    digest.update(np.asarray(pieces.lengths(), "<i8").tobytes())
+    tokens = getattr(pieces, "tokens", None)
+    if isinstance(tokens, np.ndarray) and tokens.ndim == 1:
+        for start in range(0, len(tokens), 1 << 24):
+            digest.update(np.ascontiguousarray(tokens[start:start + (1 << 24)]))
+    else:
+        for index in range(len(pieces)):
+            digest.update(np.ascontiguousarray(pieces.piece(index)))
+    return digest.hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +170,117 @@ class StepSampler:
         examples = [self.example(int(p)) for p in positions.ravel()]
         return {k: np.stack([e[k] for e in examples]).reshape(*positions.shape, *examples[0][k].shape)
                 for k in examples[0]}
+
+
+class BucketedStepSampler(StepSampler):
+    """Step k's batch holds examples of one length bucket only, cropped to that length.
+
+    Epoch e: each example goes to the shortest bucket its real context fits; each bucket, in a
+    permutation seeded by (seed, e), is cut into batches of `batch_size`; a bucket's last
+    partial batch is carried up into the next (its examples fit a longer length too); the last
+    bucket's remainder is topped up with filler rows (copies of the batch's first example that
+    count no target). The epoch's batches are then shuffled, so lengths interleave. Step k is
+    batch k mod `steps_per_epoch` of epoch k // `steps_per_epoch`; position k * batch_size +
+    slot names its row, as for `StepSampler`. Every example is in exactly one batch per epoch.
+
+    Args:
+      sampler: a `Sampler` that also has `context_lengths()`, `crop(example, length)` and
+        `without_targets(example)` (e.g. `perceivers.segmentation`'s effective and fixed).
+      lengths: the bucket lengths; the longest must hold every example (e.g. L/8 .. L).
+    """
+
+    def __init__(self, sampler: Sampler, seed: int, batch_size: int, lengths: Sequence[int],
+                 augmentation: Augmentation | None = None, shuffle: bool = True):
+        super().__init__(sampler, seed, augmentation, shuffle)
+        missing = [m for m in ("context_lengths", "crop", "without_targets")
+                   if not hasattr(sampler, m)]
+        if missing:
+            raise ValueError(f"{type(sampler).__name__} cannot be length-bucketed: it has no "
+                             f"{', '.join(missing)} (set data.buckets=1)")
+        self.batch_size, self.lengths = batch_size, tuple(sorted(int(n) for n in lengths))
+        self.fill = np.asarray(sampler.context_lengths(), np.int64)
+        if self.fill.max() > self.lengths[-1]:
+            raise ValueError(f"an example has {self.fill.max()} context positions, more than "
+                             f"the longest bucket {self.lengths[-1]}")
+        self.bucket = np.searchsorted(self.lengths, self.fill)  # the first length >= fill
+        pool, steps = 0, 0
+        for count in np.bincount(self.bucket, minlength=len(self.lengths)):
+            pool += int(count)
+            steps, pool = steps + pool // batch_size, pool % batch_size
+        self.steps_per_epoch = steps + (pool > 0)
+
+    @functools.lru_cache(maxsize=2)
+    def _plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(length of each batch [steps], example of each row [steps, batch]; -1 = filler)."""
+        rng = np.random.default_rng([self.seed, _BUCKET_STREAM, epoch])
+        rows, lengths, carry = [], [], np.zeros(0, np.int64)
+        for bucket, length in enumerate(self.lengths):
+            members = np.flatnonzero(self.bucket == bucket)
+            pool = np.concatenate([carry, rng.permutation(members) if self.shuffle else members])
+            full = len(pool) // self.batch_size
+            rows += list(pool[:full * self.batch_size].reshape(full, self.batch_size))
+            lengths += [length] * full
+            carry = pool[full * self.batch_size:]
+        if len(carry):
+            rows.append(np.concatenate([carry, np.full(self.batch_size - len(carry), -1)]))
+            lengths.append(self.lengths[-1])
+        order = rng.permutation(len(rows)) if self.shuffle else np.arange(len(rows))
+        return np.asarray(lengths, np.int64)[order], np.stack(rows)[order]
+
+    def _locate(self, position: int) -> tuple[int, np.ndarray, int]:
+        """(batch length, the batch's example indices, this row's slot) of a position."""
+        step, slot = divmod(position, self.batch_size)
+        epoch, batch = divmod(step, self.steps_per_epoch)
+        lengths, rows = self._plan(epoch)
+        return int(lengths[batch]), rows[batch], slot
+
+    def example_index(self, position: int) -> int:
+        _, rows, slot = self._locate(position)
+        return int(rows[slot])
+
+    def example(self, position: int) -> Example:
+        length, rows, slot = self._locate(position)
+        rng = np.random.default_rng([self.seed, _EXAMPLE_STREAM, position])
+        index = int(rows[slot])
+        example = self.sampler.example(index if index >= 0 else int(rows[0]), rng)
+        if index < 0:
+            example = self.sampler.without_targets(example)
+        example = self.sampler.crop(example, length)
+        if self.augmentation is not None:
+            example = self.augmentation(example, self.sampler.token_keys, rng)
+        return example
+
+    def step_length(self, step: int) -> int:
+        """The context length of step `step`'s batch (its compiled shape)."""
+        return self._locate(step * self.batch_size)[0]
+
+    def real_tokens(self, step: int) -> int:
+        """Real (unpadded) context tokens of step `step`'s whole batch: throughput's numerator."""
+        _, rows, _ = self._locate(step * self.batch_size)
+        return int(self.fill[rows[rows >= 0]].sum())
+
+    def epoch_report(self) -> dict[str, float | int | dict[int, int]]:
+        """Padding of one epoch (the same every epoch), bucketed and as if all ran at the
+        longest length: fractions of the context positions computed that are padding."""
+        lengths, rows = self._plan(0)
+        computed = int(lengths.sum()) * self.batch_size
+        real = int(self.fill.sum())
+        unbucketed = -(-len(self.fill) // self.batch_size) * self.batch_size * self.lengths[-1]
+        return {"steps_per_epoch": self.steps_per_epoch, "padding_fraction": 1 - real / computed,
+                "padding_fraction_unbucketed": 1 - real / unbucketed,
+                "compute_fraction_of_unbucketed": computed / unbucketed,
+                "filler_rows": int((rows < 0).sum()),
+                "steps_per_length": {int(n): int((lengths == n).sum()) for n in self.lengths}}
+
+
+def train_step_sampler(sampler: Sampler, seed: int, batch_size: int, buckets: int = 1,
+                       augmentation: Augmentation | None = None) -> StepSampler:
+    """The training data of a run: `BucketedStepSampler` over `sampler.bucket_lengths(buckets)`
+    when `buckets` > 1 and the sampler can be bucketed, else a plain `StepSampler`."""
+    if buckets > 1 and hasattr(sampler, "bucket_lengths"):
+        return BucketedStepSampler(sampler, seed, batch_size, sampler.bucket_lengths(buckets),
+                                   augmentation)
+    return StepSampler(sampler, seed, augmentation)
 
 
 def step_positions(step: int, batch_size: int, accum_steps: int, rows: slice) -> np.ndarray:

@@ -10,8 +10,9 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from perceivers.segmentation import (EffectiveSampler, FixedSampler, RandomCropSampler,
-                                     make_sampler, sequence_slice, window_example)
-from training.data import MemoryPieces
+                                     bucket_lengths, make_sampler, sequence_slice, window_example)
+from training.data import (BucketedStepSampler, MemoryPieces, StepSampler, step_positions,
+                           train_step_sampler)
 from training.task import Sampler
 
 PAD, BOS, EOS = 0, 1, 2
@@ -141,3 +142,94 @@ def test_samplers_implement_the_protocol_and_refuse_bad_names():
         assert "data.segmentation='sliding'" in str(error)
     else:
         raise AssertionError("an unknown segmentation must raise")
+
+
+def test_bucket_lengths_halve_l_down_to_n():
+    assert bucket_lengths(8192, 1024, 4) == (1024, 2048, 4096, 8192)
+    assert bucket_lengths(32768, 1024, 4) == (4096, 8192, 16384, 32768)
+    assert bucket_lengths(256, 64, 4) == (64, 128, 256)  # L/8 = 32 < N: N
+    assert bucket_lengths(8192, 1024, 1) == (8192,)
+    assert bucket_lengths(96, 8, 3) == (24, 48, 96)  # L not a multiple of 128: exact halves
+
+
+@settings(max_examples=20, deadline=None)
+@given(lengths=st.lists(st.integers(0, 40), min_size=1, max_size=5),
+       segmentation=st.sampled_from(["effective", "fixed"]))
+def test_context_lengths_are_the_real_inputs_and_crop_drops_only_padding(lengths, segmentation):
+    sampler = make_sampler(segmentation, _pieces(*lengths), 16, 4, PAD, BOS, EOS)
+    fill = sampler.context_lengths()
+    for index in range(len(sampler)):
+        example = sampler.example(index, None)
+        assert (example["inputs"] != PAD).sum() == fill[index]
+        cropped = sampler.crop(example, max(int(fill[index]), 4))
+        assert (cropped["inputs"] != PAD).sum() == fill[index]
+        assert np.array_equal(cropped["targets"], example["targets"])
+
+
+def _bucketed(lengths, seed=0, batch_size=5):
+    sampler = EffectiveSampler(_pieces(*lengths), 32, 4, PAD, BOS, EOS)
+    return BucketedStepSampler(sampler, seed, batch_size, bucket_lengths(32, 4, 4)), lengths
+
+
+def _epoch_coverage(data: BucketedStepSampler, lengths, epoch: int):
+    counts, shapes = collections.Counter(), collections.Counter()
+    for step in range(epoch * data.steps_per_epoch, (epoch + 1) * data.steps_per_epoch):
+        batch = data.batch(step_positions(step, data.batch_size, 1, slice(None)))
+        assert batch["inputs"].shape == (1, data.batch_size, data.step_length(step))
+        shapes[batch["inputs"].shape[-1]] += 1
+        real = 0
+        for slot in range(data.batch_size):
+            index = data.example_index(step * data.batch_size + slot)
+            if index < 0:  # a filler row counts nothing
+                assert not batch["weights"][0, slot].any()
+                continue
+            piece = int(data.sampler.table[index, 0])
+            example = {k: v[0, slot] for k, v in batch.items()}
+            counts.update((piece, p) for p in _target_positions(example, lengths[piece]))
+            real += int((example["inputs"] != PAD).sum())
+        assert real == data.real_tokens(step)
+    return counts, shapes
+
+
+def test_bucketed_epochs_cover_every_target_exactly_once_in_short_shapes():
+    data, lengths = _bucketed([3, 9, 17, 40, 70, 33, 5, 120])
+    expected = {(piece, p) for piece, n in enumerate(lengths) for p in range(n + 1)}
+    orders = []
+    for epoch in (0, 1):
+        counts, shapes = _epoch_coverage(data, lengths, epoch)
+        assert set(counts) == expected and set(counts.values()) == {1}
+        assert len(shapes) > 1  # several compiled shapes, the short ones used
+        first, end = epoch * data.steps_per_epoch * 5, (epoch + 1) * data.steps_per_epoch * 5
+        orders.append([data.example_index(p) for p in range(first, end)])
+    assert orders[0] != orders[1]  # each epoch its own order
+    report = data.epoch_report()
+    assert report["padding_fraction"] < report["padding_fraction_unbucketed"]
+    assert report["filler_rows"] < data.batch_size
+    assert sum(report["steps_per_length"].values()) == data.steps_per_epoch
+
+
+def test_bucketed_batches_resume_exactly_and_split_by_process_rows():
+    """A fresh sampler (a resumed run) gives the same batch at every step; two processes'
+    rows put together are the one-process batch, with gradient accumulation too."""
+    data, lengths = _bucketed([3, 9, 17, 40, 70, 33, 5, 120], seed=3, batch_size=6)
+    resumed, _ = _bucketed(lengths, seed=3, batch_size=6)
+    for step in (0, 5, data.steps_per_epoch + 2, 7 * data.steps_per_epoch - 1):
+        whole = data.batch(step_positions(step, 6, 2, slice(None)))
+        again = resumed.batch(step_positions(step, 6, 2, slice(None)))
+        halves = [resumed.batch(step_positions(step, 6, 2, rows))
+                  for rows in (slice(0, 2), slice(2, 3))]
+        for key in whole:
+            assert np.array_equal(whole[key], again[key])
+            assert np.array_equal(whole[key], np.concatenate([h[key] for h in halves], axis=1))
+    other_seed, _ = _bucketed(lengths, seed=4, batch_size=6)
+    assert ([other_seed.example_index(p) for p in range(60)]
+            != [data.example_index(p) for p in range(60)])
+
+
+def test_train_step_sampler_buckets_only_what_it_can():
+    effective = EffectiveSampler(_pieces(3, 40), 32, 4, PAD, BOS, EOS)
+    bucketed = train_step_sampler(effective, 0, 4, buckets=4)
+    assert isinstance(bucketed, BucketedStepSampler) and bucketed.lengths == (4, 8, 16, 32)
+    assert type(train_step_sampler(effective, 0, 4, buckets=1)) is StepSampler
+    crops = train_step_sampler(RandomCropSampler(_pieces(3, 40), 32, 4, PAD, BOS, EOS), 0, 4, 4)
+    assert crops.epoch_report()["steps_per_length"] == {4: 0, 8: 0, 16: 0, 32: 3}  # all at L
