@@ -1,15 +1,17 @@
 """What `experiments.main` does once flags are parsed: check, wire the task, train or evaluate."""
 from __future__ import annotations
 
-import json
 import os
+import shlex
+from collections.abc import Sequence
 
 import jax
 from absl import logging
 
-from experiments.tasks import EXTRA_MODES, build_task, check_mode, run_mode
+from experiments.tasks import EXTRA_MODES, build_task, check_mode, run_mode, supported_modes
 from training import corpus
 from training import mesh as mesh_lib
+from training.checkpoint import CheckpointError
 from training.trainer import Trainer, TrainingDiverged
 from training.validate import ConfigError, validate
 
@@ -20,7 +22,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Errors a user fixes from the command line: reported as one message, no traceback."""
     from pertok.errors import PerTokError
 
-    errors = [ConfigError, TrainingDiverged, FileNotFoundError, PerTokError]
+    errors = [ConfigError, TrainingDiverged, CheckpointError, FileNotFoundError, PerTokError]
     try:
         from pertok.store import StoreError
         errors.append(StoreError)
@@ -29,10 +31,16 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def run(config, workdir: str, mode: str = "train") -> dict | None:
-    """Train (resuming from the workdir's latest checkpoint), evaluate it, or only check.
+def run(config, workdir: str, mode: str = "train", argv: Sequence[str] = ()) -> dict | None:
+    """Train (resuming from the workdir's newest intact checkpoint), evaluate it, or only check.
 
-    Every config value is checked before the token store is built or anything compiles.
+    Every config value is checked before the token store is built or anything compiles; the
+    resume checks run before WORKDIR/config.json is (re)written.
+
+    Args:
+      argv: the command-line arguments of this run, to print the next command when it ends.
+    Raises:
+      training.preemption.Preempted: training stopped on SIGTERM/SIGINT after saving.
     """
     from pertok import PerTok  # the tokenizer sizes the model before any data is read
 
@@ -46,14 +54,14 @@ def run(config, workdir: str, mode: str = "train") -> dict | None:
         logging.info("config is valid for %d devices", jax.device_count())
         return None
     os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(json.loads(config.to_json_best_effort()), f, indent=2, sort_keys=True)
     store = corpus.open_store(config.data)
     trainer = Trainer(task, config, workdir, store, corpus.augmentation(store.tokenizer, config.data))
     try:
         if mode == "train":
             trainer.train()
+            if jax.process_index() == 0:
+                logging.info(finished_line(config, trainer.checkpoints.latest_step(),
+                                           trainer.checkpoints.directory, argv))
             return None
         results = trainer.evaluate_latest()
         if jax.process_index() == 0:
@@ -62,3 +70,14 @@ def run(config, workdir: str, mode: str = "train") -> dict | None:
         return results
     finally:
         trainer.close()
+
+
+def finished_line(config, step: int | None, directory: str, argv: Sequence[str]) -> str:
+    """'trained to step N: checkpoint DIR/N; next: <the same command with --mode=eval>'."""
+    kept = [arg for index, arg in enumerate(argv)
+            if not arg.startswith("--mode") and (index == 0 or argv[index - 1] != "--mode")]
+    kept = kept or ["--config=CONFIG", f"--workdir={os.path.dirname(directory)}"]
+    modes = [mode for mode in supported_modes(config.task) if mode not in ("train", "check")]
+    commands = " or ".join(shlex.join(["python", "-m", "experiments.main", *kept, f"--mode={mode}"])
+                           for mode in modes)
+    return f"trained to step {step}: checkpoint {os.path.join(directory, str(step))}; next: {commands}"

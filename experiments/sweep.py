@@ -3,13 +3,18 @@
     python -m experiments.sweep experiments/configs/lm.py[:variant] --workdir_root=runs/sweep [--run]
 
 The config file's `sweep(add)` calls `add(**{"train.learning_rate": 1e-3, ...})` once per point.
+With --run, SIGTERM/SIGINT are passed on to the running point; a point that exits with status 75
+(preempted after saving) stops the sweep with status 75: rerun it to resume that point and the rest
+(finished points only say they are done).
 """
 from __future__ import annotations
 
 import re
 import shlex
+import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 
 from absl import app, flags
 
@@ -18,6 +23,9 @@ from experiments import config_file
 _ROOT = flags.DEFINE_string("workdir_root", None, "Each point trains in WORKDIR_ROOT/<its overrides>.")
 _RUN = flags.DEFINE_bool("run", False, "Run the points one after another instead of printing them.")
 flags.mark_flag_as_required("workdir_root")
+
+# training.preemption.EXIT_PREEMPTED, written out so listing a sweep does not import jax.
+RESUMABLE = 75
 
 
 def points(spec: str) -> list[dict]:
@@ -54,6 +62,39 @@ def commands(spec: str, workdir_root: str) -> list[list[str]]:
     return result
 
 
+def run_all(runs: Sequence[Sequence[str]]) -> int:
+    """Run each command in turn; the exit status: 0 all done, 75 one preempted, 1 some failed."""
+    failed = []
+    for run_argv in runs:
+        print(shlex.join(run_argv), flush=True)
+        status = _run_passing_signals([sys.executable, *run_argv[1:]])
+        if status == RESUMABLE:
+            print(f"preempted: {shlex.join(run_argv)}; rerun this sweep to resume it and the rest",
+                  file=sys.stderr)
+            return RESUMABLE
+        if status:
+            failed.append(run_argv)
+    if failed:
+        print(f"{len(failed)} of {len(runs)} runs failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_passing_signals(argv: list[str]) -> int:
+    """Run `argv`; SIGTERM/SIGINT sent to the sweep go to it, so it saves before stopping.
+
+    In its own session, so a terminal's Ctrl-C reaches it once (forwarded), not twice.
+    """
+    process = subprocess.Popen(argv, start_new_session=True)
+    forward = lambda signum, frame: process.send_signal(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise app.UsageError("usage: python -m experiments.sweep CONFIG.py[:variant] --workdir_root=DIR")
@@ -62,14 +103,11 @@ def main(argv: list[str]) -> None:
     except config_file.ConfigFileError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    failed = []
-    for run_argv in runs:
-        print(shlex.join(run_argv), flush=True)
-        if _RUN.value and subprocess.run([sys.executable, *run_argv[1:]]).returncode != 0:
-            failed.append(run_argv)
-    if failed:
-        print(f"{len(failed)} of {len(runs)} runs failed", file=sys.stderr)
-        sys.exit(1)
+    if not _RUN.value:
+        for run_argv in runs:
+            print(shlex.join(run_argv), flush=True)
+        return
+    sys.exit(run_all(runs))
 
 
 if __name__ == "__main__":

@@ -46,8 +46,13 @@ class MetricsWriter:
         self.enabled = enabled
         if enabled and resume_step is not None and os.path.exists(self.path):
             kept = [line for line in read_metrics(self.path) if line.get("step", 0) <= resume_step]
-            with open(self.path, "w") as f:
+            # A new file renamed over the old one: a kill at any moment leaves one or the other.
+            partial = f"{self.path}.tmp-{os.getpid()}"
+            with open(partial, "w") as f:
                 f.writelines(json.dumps(line) + "\n" for line in kept)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, self.path)
 
     def write(self, step: int, values: dict) -> None:
         if not self.enabled:
@@ -55,6 +60,12 @@ class MetricsWriter:
         line = {"step": step, **{k: _plain(v) for k, v in values.items() if v is not None}}
         with open(self.path, "a") as f:
             f.write(json.dumps(line) + "\n")
+
+    def write_event(self, step: int, name: str, detail) -> None:
+        """A line that is not a measurement, e.g. the config changes accepted on resume."""
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, name: detail}) + "\n")
 
 
 def read_metrics(path: str) -> list[dict]:

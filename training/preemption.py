@@ -10,6 +10,15 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The exit status of a run stopped by SIGTERM/SIGINT after saving: EX_TEMPFAIL of sysexits.h,
+# "try again later". A scheduler (or `experiments.sweep --run`) reruns the same command.
+EXIT_PREEMPTED = 75
+
+
+class Preempted(Exception):
+    """Training stopped on SIGTERM/SIGINT after saving a checkpoint; rerun to resume."""
+
+    exit_status = EXIT_PREEMPTED
 
 
 class StopRequest:
@@ -52,5 +61,11 @@ class StopRequest:
             return self._flag.is_set()
         if step % self.sync_every:
             return False
+        return self.agreed()
+
+    def agreed(self) -> bool:
+        """Whether any process was asked to stop (a collective with several processes)."""
+        if jax.process_count() == 1:
+            return self._flag.is_set()
         flags = multihost_utils.process_allgather(np.array(self._flag.is_set()))
         return bool(np.any(flags))

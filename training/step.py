@@ -17,6 +17,8 @@ def make_train_step(task: Task, tx: optax.GradientTransformation, schedule: opta
     """train_step(state, batch_AxB) -> (state, metrics); batch leaves are [accum, micro, ...].
 
     The dropout key of step k is fold_in(training key, k), so a resumed run replays exactly.
+    `metrics["update_is_finite"]` says whether the new parameters and optimizer state are all
+    finite (one fused reduction): the trainer never saves or continues from a state without it.
     A task with `loss_uses_step = True` also gets `step=state.step` (e.g. a KL schedule).
     """
     _, train_key = root_keys(seed)
@@ -42,10 +44,19 @@ def make_train_step(task: Task, tx: optax.GradientTransformation, schedule: opta
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = jax.tree.map(jnp.mean, metrics_A)
-        metrics.update(grad_norm=optax.global_norm(grads), learning_rate=schedule(state.step))
+        metrics.update(grad_norm=optax.global_norm(grads), learning_rate=schedule(state.step),
+                       update_is_finite=all_finite((params, opt_state)))
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     return train_step
+
+
+def all_finite(tree) -> jax.Array:
+    """Whether every float in `tree` is finite: a bool scalar, reduced on the device."""
+    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    if not leaves:
+        return jnp.array(True)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
 def make_eval_step(task: Task) -> Callable[[TrainState, Batch], dict]:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from training import mesh as mesh_lib
 from training import metrics as metrics_lib
+from training import divergence, resume
 from training.checkpoint import Checkpoints
-from training.data import Augmentation, Prefetcher, StepSampler, split_pieces, step_positions
+from training.data import (Augmentation, Prefetcher, StepSampler, content_hash, split_pieces,
+                           step_positions)
 from training.optim import make_optimizer
-from training.preemption import StopRequest
+from training.preemption import Preempted, StopRequest
 from training.state import TrainState, abstract_state, create_state, state_shardings
 from training.step import make_eval_step, make_train_step
 from training.task import Pieces, Task
@@ -24,7 +28,7 @@ from training.validate import ConfigError
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss or gradient norm became NaN or Inf; the last good checkpoint is kept."""
+    """A step's loss, gradients or update were not finite; it was not saved."""
 
 
 class Trainer:
@@ -48,9 +52,12 @@ class Trainer:
         self.train_data = StepSampler(task.sampler(train_pieces), config.seed, augmentation)
         self.valid_data = (StepSampler(task.sampler(valid_pieces), config.seed, shuffle=False)
                            if len(valid_pieces) else None)
+        self.data_hash = content_hash(pieces)
         self.tx, self.schedule = make_optimizer(config.train)
         self.checkpoints = Checkpoints(workdir, config.checkpoint.keep)
         self.writer = metrics_lib.MetricsWriter(workdir, None, enabled=self.is_chief)
+        self._stop: StopRequest | None = None  # set while training: SIGTERM stops evaluation too
+        self._compiled: set[str] = set()  # steps whose first call (the compilation) was timed
         self._build_steps()
 
     def _build_steps(self) -> None:
@@ -75,15 +82,24 @@ class Trainer:
                                  in_shardings=(self.shardings, self.eval_sharding),
                                  out_shardings=replicated)
 
-    def initial_state(self) -> TrainState:
-        """The latest checkpoint of the workdir if there is one, else a fresh state."""
-        step = self.checkpoints.latest_step()
-        if step is None:
+    def initial_state(self, training: bool = False) -> TrainState:
+        """The newest intact checkpoint of the workdir if there is one, else a fresh state.
+
+        Args:
+          training: check every config key that changes the trajectory (else only the model's)
+            and set damaged checkpoints aside; `train` logs the accepted changes.
+        """
+        self._accepted_changes = {}
+
+        def check_config(step: int) -> None:
+            self._accepted_changes = self._check_saved_config(step, only_model=not training)
+
+        state, _ = resume.restore_intact(self.checkpoints, self.abstract, self.shardings,
+                                         check_config, set_aside=training)
+        if state is None:
             return create_state(self.task, self.tx, self._init_batch, self.config.seed,
                                 self.shardings)
-        self._check_saved_model_config(step)
-        logging.info("restoring the checkpoint at step %d in %s", step, self.checkpoints.directory)
-        return self.checkpoints.restore(self.abstract, self.shardings, step)
+        return state
 
     def host_batch(self, step: int) -> dict[str, np.ndarray]:
         """This process's rows of the batch of `step`: arrays [accum_steps, local rows, ...]."""
@@ -92,50 +108,70 @@ class Trainer:
             step_positions(step, train.batch_size, train.accum_steps, self.train_rows))
 
     def train(self, until: int | None = None) -> TrainState:
-        """Train from the latest checkpoint (or scratch) to `train.steps`; returns the state.
+        """Train from the newest intact checkpoint (or scratch) to `train.steps`.
 
         Args:
           until: stop (with a checkpoint) after this step instead; the schedule is unchanged.
+        Raises:
+          Preempted: SIGTERM/SIGINT arrived; a checkpoint was saved first.
+          TrainingDiverged: a step was not finite; it was not saved.
         """
-        state = self.initial_state()
+        if self.is_chief:
+            for path in self.checkpoints.remove_partial_saves():
+                logging.warning("removed %s, a save that a killed run never finished", path)
+        state = self.initial_state(training=True)
         first = int(jax.device_get(state.step))
         total = self.config.train.steps if until is None else min(until, self.config.train.steps)
         self.writer = metrics_lib.MetricsWriter(self.workdir, first, enabled=self.is_chief)
+        if self._accepted_changes:
+            logging.warning("resuming with changed %s, as resume.allow_changes permits",
+                            ", ".join(self._accepted_changes))
+            self.writer.write_event(first, "resume_changes", self._accepted_changes)
+        if self.is_chief:
+            resume.write_config(self.workdir, self._config_dict(), first)
         self._clock = _StepClock(first)
-        if first >= total:
-            logging.info("already trained to step %d of %d", first, total)
-            return state
-        prefetch = Prefetcher(self.host_batch, first, total, self.config.data.prefetch)
-        try:
-            with StopRequest(self.config.checkpoint.preemption_sync_every) as stop:
-                state = self._loop(state, prefetch, stop, total)
-        finally:
-            prefetch.close()
-        return state
+        with StopRequest(self.config.checkpoint.preemption_sync_every) as stop:
+            self._stop = stop
+            try:
+                if self._evaluation_missing(first):  # the last run died while evaluating it
+                    logging.info("evaluating step %d: the previous run did not finish it", first)
+                    if self.evaluate(state) is None:
+                        raise Preempted(f"stop requested while evaluating step {first}; rerun the "
+                                        f"same command to resume")
+                if first >= total:
+                    logging.info("already trained to step %d of %d", first, total)
+                    return state
+                prefetch = Prefetcher(self.host_batch, first, total, self.config.data.prefetch)
+                try:
+                    return self._loop(state, prefetch, stop, total)
+                finally:
+                    prefetch.close()
+            finally:
+                self._stop = None
 
     def _loop(self, state: TrainState, prefetch: Prefetcher, stop: StopRequest,
               total: int) -> TrainState:
         every, pending = self.config.checkpoint.every, None  # pending: dispatched, not yet read
         for step, host in prefetch:
             batch = mesh_lib.put_batch(host, self.train_sharding, 1, self.micro_rows)
-            state, step_metrics = self.train_step(state, batch)
+            state, step_metrics = self._call("train", self.train_step, state, batch)
             pending = self._read(pending)  # the previous step, read while this one runs
             done, pending = step + 1, (step + 1, step_metrics)
             stopping = stop.requested(done)
             save = done % every == 0 or done == total or stopping
-            evaluate = self.valid_data is not None and self.config.eval.every > 0 and (
-                done % self.config.eval.every == 0 or done == self.config.train.steps)
+            evaluate = self._evaluation_due(done)
             if save or evaluate:
-                pending = self._read(pending)  # never save a state whose update was not finite
+                pending = self._read(pending)  # raises on a non-finite update: never saved
             if save:
-                self.checkpoints.save(state, self._config_dict())
-            if evaluate:
-                self.evaluate(state)
+                self.checkpoints.save(state, self._config_dict(), self.data_hash)
+            if evaluate and not stopping:  # saved first: a resumed run redoes a lost evaluation
+                stopping = self.evaluate(state) is None
             if save or evaluate:
                 self._clock.restart()
             if stopping:
-                logging.warning("stop requested: checkpoint saved at step %d; rerun to resume", done)
-                break
+                self.checkpoints.save(state, self._config_dict(), self.data_hash)
+                raise Preempted(f"stop requested: checkpoint saved at step {done} in "
+                                f"{self.checkpoints.directory}; rerun the same command to resume")
         self._read(pending)
         return state
 
@@ -147,15 +183,14 @@ class Trainer:
 
     def _report(self, step: int, step_metrics: dict) -> None:
         """Read one step's metrics: raise if not finite, log every `train.log_every` steps."""
-        values = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+        values = jax.device_get(step_metrics)
+        update_is_finite = bool(values.pop("update_is_finite"))
+        values = {k: float(v) for k, v in values.items()}
         self._clock.tick(step)
-        if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
+        if not (update_is_finite and math.isfinite(values["loss"])
+                and math.isfinite(values["grad_norm"])):
             self.writer.write(step, values)
-            raise TrainingDiverged(
-                f"loss {values['loss']} and grad_norm {values['grad_norm']} at step {step}: "
-                f"training stopped. The last good checkpoint is step "
-                f"{self.checkpoints.latest_step()} in {self.checkpoints.directory}; "
-                f"lower train.learning_rate or set train.grad_clip.")
+            raise TrainingDiverged(divergence.explain(self, step, values))
         total = self.config.train.steps
         if step % self.config.train.log_every and step != total:
             return
@@ -170,27 +205,66 @@ class Trainer:
                                                values.get("tokens_per_s", math.nan),
                                                self._clock.average()))
 
-    def evaluate(self, state: TrainState) -> dict[str, float]:
-        """Mean metrics over `eval.batches` fixed batches of the validation split."""
+    def _call(self, name: str, step_fn, *args):
+        """`step_fn(*args)`, logging the compilation time of its first call."""
+        if name in self._compiled:
+            return step_fn(*args)
+        logging.info("compiling the %s step ...", name)
+        start = time.perf_counter()
+        result = step_fn(*args)  # returns once compiled and dispatched
+        logging.info("compiled the %s step in %.1f s", name, time.perf_counter() - start)
+        self._compiled.add(name)
+        return result
+
+    def evaluate(self, state: TrainState) -> dict[str, float] | None:
+        """Mean metrics over `eval.batches` fixed batches of the validation split.
+
+        While training, SIGTERM/SIGINT ends it after the current batch: returns None, logs nothing.
+        """
         if self.valid_data is None:
             raise ConfigError("no validation pieces to evaluate on: raise data.valid_fraction "
                               "or add pieces")
         size, sums = self.config.eval.batch_size, None
+        step = int(jax.device_get(state.step))
         for index in range(self.config.eval.batches):
+            if self._stop is not None and self._stop.agreed():
+                logging.warning("evaluation of step %d interrupted; the resumed run does it", step)
+                return None
             positions = index * size + np.arange(size)[self.eval_rows]
             host = self.valid_data.batch(positions)
-            batch_metrics = self.eval_step(state, mesh_lib.put_batch(host, self.eval_sharding, 0, size))
-            sums = batch_metrics if sums is None else jax.tree.map(jnp.add, sums, batch_metrics)
+            batch_metrics = self._call("eval", self.eval_step, state,
+                                       mesh_lib.put_batch(host, self.eval_sharding, 0, size))
+            previous, sums = sums, (batch_metrics if sums is None
+                                    else jax.tree.map(jnp.add, sums, batch_metrics))
+            jax.block_until_ready(previous)  # one batch in flight: a stop is seen batch by batch
         values = {f"valid/{k}": float(v) / self.config.eval.batches
                   for k, v in jax.device_get(sums).items()}
-        step = int(jax.device_get(state.step))
         self.writer.write(step, values)
         logging.info("eval at step %d: %s", step,
                      ", ".join(f"{k} {v:.4f}" for k, v in sorted(values.items())))
         return values
 
+    def _evaluation_due(self, step: int) -> bool:
+        every = self.config.eval.every
+        return self.valid_data is not None and every > 0 and (
+            step % every == 0 or step == self.config.train.steps)
+
+    def _evaluation_missing(self, step: int) -> bool:
+        """Whether `step` is due for evaluation but metrics.jsonl has no validation line of it."""
+        if step == 0 or not self._evaluation_due(step):
+            return False
+        missing = False
+        if self.is_chief:
+            lines = (metrics_lib.read_metrics(self.writer.path)
+                     if os.path.exists(self.writer.path) else [])
+            missing = not any(line.get("step") == step and any(k.startswith("valid/") for k in line)
+                              for line in lines)
+        if jax.process_count() > 1:  # only the chief writes metrics: it decides for all
+            missing = bool(multihost_utils.broadcast_one_to_all(np.array(missing)))
+        return missing
+
     def evaluate_latest(self) -> dict[str, float]:
-        """Restore the latest checkpoint and evaluate it (appends to metrics.jsonl)."""
+        """Restore the newest intact checkpoint and evaluate it (appends to metrics.jsonl)."""
         if self.checkpoints.latest_step() is None:
             raise FileNotFoundError(f"no checkpoint in {self.checkpoints.directory} to evaluate")
         return self.evaluate(self.initial_state())
@@ -198,13 +272,16 @@ class Trainer:
     def _config_dict(self) -> dict:
         return json.loads(self.config.to_json_best_effort())
 
-    def _check_saved_model_config(self, step: int) -> None:
-        saved = self.checkpoints.saved_config(step).get("model")
-        current = self._config_dict().get("model")
-        if saved is not None and saved != current:
-            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-            raise ConfigError(f"the checkpoint at step {step} in {self.checkpoints.directory} was "
-                             f"trained with other model.{{{', '.join(changed)}}}; use a new workdir")
+    def _check_saved_config(self, step: int, only_model: bool) -> dict[str, list]:
+        """The accepted config changes since the checkpoint at `step`; ConfigError if refused."""
+        saved, current = (resume.flatten(self.checkpoints.saved_config(step)),
+                          resume.flatten(self._config_dict()))
+        manifest = self.checkpoints.manifest(step)
+        if manifest is not None and manifest.get("data"):
+            saved[resume.DATA_KEY], current[resume.DATA_KEY] = manifest["data"], self.data_hash
+        changes = resume.config_changes(saved, current, only_model)
+        return resume.check_changes(changes, self.config.resume.allow_changes, list(current),
+                                    step, self.checkpoints.directory)
 
     def close(self) -> None:
         self.checkpoints.close()

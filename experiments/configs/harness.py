@@ -53,6 +53,9 @@ def add_harness(c: ml_collections.ConfigDict, variant: str) -> ml_collections.Co
     c.distributed.coordinator_address = ""  # host:port of process 0; "" = detect
     c.distributed.num_processes = 0  # 0 = detect
     c.distributed.process_id = -1  # -1 = detect
+
+    c.resume = ml_collections.ConfigDict()  # resuming refuses changes that alter the trajectory
+    c.resume.allow_changes = ""  # keys or blocks a resume may change on purpose, e.g. "seed,model"
     return c
 
 

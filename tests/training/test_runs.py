@@ -96,7 +96,7 @@ def test_sigterm_saves_then_resume_is_bitwise(env, straight, tmp_path):
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr[-2000:]
+    assert process.returncode == 75, stderr[-2000:]  # preempted: a scheduler reruns it
     stopped = max(tiny.losses(tmp_path))
     assert stop_after <= stopped < STEPS
     assert str(stopped) in os.listdir(tmp_path / "checkpoints")

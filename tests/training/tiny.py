@@ -128,6 +128,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--devices", type=int, default=8)
     parser.add_argument("--set", action="append", default=[], help="config key=value")
     parser.add_argument("--step_delay", type=float, default=0.0, help="seconds per host batch")
+    parser.add_argument("--eval_delay", type=float, default=0.0, help="seconds per eval batch")
     parser.add_argument("--poison_index", type=int, default=-1, help="NaN on this example")
     parser.add_argument("--process_id", type=int, default=-1)
     parser.add_argument("--num_processes", type=int, default=1)
@@ -148,7 +149,9 @@ def main(argv: list[str]) -> None:
                           "distributed.coordinator_address": f"127.0.0.1:{args.port}"})
     config = tiny_config(**overrides)
     from baseline import LMTask
-    from training import TrainingDiverged
+    from training import ConfigError, TrainingDiverged
+    from training.checkpoint import CheckpointError
+    from training.preemption import Preempted
     from training import mesh as mesh_lib
 
     mesh_lib.maybe_initialize_distributed(config.distributed)
@@ -158,11 +161,18 @@ def main(argv: list[str]) -> None:
     if args.step_delay:
         build = trainer.host_batch
         trainer.host_batch = lambda step: (time.sleep(args.step_delay), build(step))[1]
+    if args.eval_delay and trainer.valid_data is not None:
+        build_eval = trainer.valid_data.batch
+        trainer.valid_data.batch = lambda positions: (time.sleep(args.eval_delay),
+                                                      build_eval(positions))[1]
     try:
         trainer.train(args.until)
-    except TrainingDiverged as error:
+    except (TrainingDiverged, CheckpointError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except Preempted as error:
+        print(f"stopped: {error}", file=sys.stderr)
+        sys.exit(error.exit_status)
     finally:
         trainer.close()
 
