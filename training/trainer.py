@@ -18,6 +18,7 @@ from training import metrics as metrics_lib
 from training import divergence, resume
 from training.checkpoint import Checkpoints
 from training.data import (Augmentation, Prefetcher, StepSampler, content_hash, split_pieces,
+                           train_step_sampler,
                            step_positions)
 from training.optim import make_optimizer
 from training.preemption import Preempted, StopRequest
@@ -49,7 +50,15 @@ class Trainer:
         if not len(valid_pieces) and config.eval.every:
             logging.warning("no validation pieces: evaluation is skipped (data.valid_fraction=%g)",
                             config.data.valid_fraction)
-        self.train_data = StepSampler(task.sampler(train_pieces), config.seed, augmentation)
+        self.train_data = train_step_sampler(task.sampler(train_pieces), config.seed,
+                                             config.train.batch_size, config.data.get("buckets", 1),
+                                             augmentation)
+        if hasattr(self.train_data, "epoch_report"):  # length buckets: say what padding remains
+            report = self.train_data.epoch_report()
+            logging.info("length buckets %s: padding %.1f%% of the context positions (%.1f%% "
+                         "without buckets), %d steps per epoch", self.train_data.lengths,
+                         100 * report["padding_fraction"], 100 * report["padding_fraction_unbucketed"],
+                         report["steps_per_epoch"])
         self.valid_data = (StepSampler(task.sampler(valid_pieces), config.seed, shuffle=False)
                            if len(valid_pieces) else None)
         self.data_hash = content_hash(pieces)
@@ -154,7 +163,7 @@ class Trainer:
         every, pending = self.config.checkpoint.every, None  # pending: dispatched, not yet read
         for step, host in prefetch:
             batch = mesh_lib.put_batch(host, self.train_sharding, 1, self.micro_rows)
-            state, step_metrics = self._call("train", self.train_step, state, batch)
+            state, step_metrics = self._call(self._train_step_name(step), self.train_step, state, batch)
             pending = self._read(pending)  # the previous step, read while this one runs
             done, pending = step + 1, (step + 1, step_metrics)
             stopping = stop.requested(done)
@@ -198,12 +207,39 @@ class Trainer:
         if math.isfinite(seconds):
             tokens_per_s = self.config.train.batch_size * self.task.tokens_per_example() / seconds
             values.update(tokens_per_s=tokens_per_s, step_time_s=seconds, mfu=metrics_lib.mfu(
-                self.task.flops_per_token(), tokens_per_s, self.mesh.size,
+                self._flops_per_token(step), tokens_per_s, self.mesh.size,
                 metrics_lib.peak_flops_per_device()))
+            values.update(self._real_context_tokens_per_s(step, seconds))
         self.writer.write(step, values)
         logging.info(metrics_lib.progress_line(step, total, values["loss"],
                                                values.get("tokens_per_s", math.nan),
                                                self._clock.average()))
+
+    def _train_step_name(self, step: int) -> str:
+        """"train", or "train (context N)" when length buckets compile one step per length."""
+        if hasattr(self.train_data, "step_length"):
+            return f"train (context {self.train_data.step_length(step)})"
+        return "train"
+
+    def _window(self, step: int) -> range:
+        return range(max(step - self.config.train.log_every, 0), step)
+
+    def _flops_per_token(self, step: int) -> float | None:
+        """Useful FLOPs per target token; with length buckets, averaged over the logging
+        window's context lengths (a short batch does less work: MFU must not count L)."""
+        if not hasattr(self.train_data, "step_length"):
+            return self.task.flops_per_token()
+        window = self._window(step)
+        lengths = [self.train_data.step_length(s) for s in window]
+        return sum(self.task.flops_per_token(length) for length in lengths) / max(len(lengths), 1)
+
+    def _real_context_tokens_per_s(self, step: int, seconds: float) -> dict[str, float]:
+        """With length buckets: unpadded context tokens per second over the logging window."""
+        if not hasattr(self.train_data, "real_tokens"):
+            return {}
+        window = self._window(step)
+        mean = sum(self.train_data.real_tokens(s) for s in window) / max(len(window), 1)
+        return {"real_context_tokens_per_s": mean / seconds}
 
     def _call(self, name: str, step_fn, *args):
         """`step_fn(*args)`, logging the compilation time of its first call."""
