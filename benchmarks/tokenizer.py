@@ -1,11 +1,16 @@
-"""PerTok speed and compactness on real MIDI, against MidiTok in the same run.
+"""PerTok speed, per file and batched, against symusic's parse and MidiTok in the same run.
 
-    python benchmarks/tokenizer.py --midi_dir ../shared/midi [--vs-miditok] [--max_files N]
+    python benchmarks/tokenizer.py --midi_dir ../shared/midi/asap/performances \
+        --midi_dir ../shared/midi/groove [--vs-miditok] [--miditok_max_files N] [--max_files N]
 
-Measures, on the same files: symusic load time; our encode and decode throughput; with
---vs-miditok (the `bench` extra) MidiTok's PerTok at the same grids and microtiming range,
-and the speed ratios; then sequence length per note and vocabulary size of ours against
-MidiTok's REMI (default resolution and 96 per beat), TSD and MIDILike. Last line: JSON.
+Per folder (each `--midi_dir` is one section), on the same files: symusic's parse
+(`Score(path)`), our encode of the loaded scores per file (`encode`) and batched
+(`encode_batch`), end to end (parse + batched encode of the paths), our decode per file and
+batched; with --vs-miditok (the `bench` extra, miditok 3.1.0) MidiTok's PerTok at the same
+grids and microtiming range on a seeded sample of the files (it is slow), with our timings on
+that same sample for the speed ratios. Ours are best of --repeats; MidiTok's one pass. With
+--compactness, tokens per note and vocabulary against MidiTok's REMI, TSD and MIDILike.
+Last line: JSON, with `encode_batch_over_load` and `decode_batch_speedup_vs_miditok` per folder.
 """
 from __future__ import annotations
 
@@ -15,43 +20,51 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 import symusic
 
-from pertok import PerTok, PerTokConfig, PerTokError
+from pertok import PerTok, PerTokConfig
 from pertok.store import find_midi_files
 
 
-def timed(function, items, repeats: int = 1) -> tuple[float, list]:
-    """Best-of-`repeats` wall time of mapping `function` over `items`."""
-    best, results = float("inf"), []
+def best_of(repeats: int, function) -> tuple[float, object]:
+    """Best wall time of `repeats` calls of `function()`, and its last result."""
+    best, result = float("inf"), None
     for _ in range(repeats):
         start = time.perf_counter()
-        results = [function(item) for item in items]
+        result = function()
         best = min(best, time.perf_counter() - start)
-    return best, results
+    return best, result
 
 
-def load_scores(files: list[Path]) -> tuple[float, list[symusic.Score], list[Path]]:
-    start = time.perf_counter()
-    scores, kept = [], []
+def readable(files: list[Path]) -> tuple[list[Path], list[symusic.Score]]:
+    """The files symusic parses and that have notes, and their scores."""
+    kept, scores = [], []
     for path in files:
         try:
             score = symusic.Score(str(path))
-        except RuntimeError:
+        except Exception:  # symusic raises several types for corrupt files
             continue
         if score.note_num():
-            scores.append(score)
             kept.append(path)
-    return time.perf_counter() - start, scores, kept
+            scores.append(score)
+    return kept, scores
 
 
-def _encodes(tokenizer, score) -> bool:
-    try:
-        tokenizer.encode(score)
-        return True
-    except Exception:  # MidiTok raises KeyError, IndexError... on some real files
-        return False
+def ours_section(files: list[Path], scores: list, ours: PerTok, repeats: int) -> dict:
+    """symusic parse, our encode and decode per file and batched, on the same files."""
+    load_s, _ = best_of(repeats, lambda: [symusic.Score(str(path)) for path in files])
+    encode_s, encoded = best_of(repeats, lambda: [ours.encode(score) for score in scores])
+    encode_batch_s, batched = best_of(repeats, lambda: ours.encode_batch(scores))
+    assert all((a == b).all() for a, b in zip(encoded, batched)), "encode_batch differs from encode"
+    end_to_end_s, _ = best_of(repeats, lambda: ours.encode_batch(files))
+    decode_s, _ = best_of(repeats, lambda: [ours.decode(ids) for ids in encoded])
+    decode_batch_s, _ = best_of(repeats, lambda: ours.decode_batch(encoded))
+    return {"files": len(files), "notes": int(sum(s.note_num() for s in scores)),
+            "tokens": int(sum(len(ids) for ids in encoded)), "load_s": load_s, "encode_s": encode_s,
+            "encode_batch_s": encode_batch_s, "load_plus_encode_batch_s": end_to_end_s,
+            "decode_s": decode_s, "decode_batch_s": decode_batch_s,
+            "encode_over_load": encode_s / load_s, "encode_batch_over_load": encode_batch_s / load_s,
+            "decode_batch_over_decode": decode_batch_s / decode_s}
 
 
 def miditok_config(kind: str, beat_resolution: int | None = None):
@@ -81,26 +94,39 @@ def count_tokens(sequence) -> int:
     return sum(len(s.ids) for s in sequences)
 
 
-def speed_section(scores, ours: PerTok, repeats: int, vs_miditok: bool) -> dict:
-    encode_s, encoded = timed(ours.encode, scores, repeats)
-    decode_s, _ = timed(ours.decode, encoded, repeats)
-    tokens = int(sum(len(ids) for ids in encoded))
-    notes = int(sum(s.note_num() for s in scores))
-    result = {"encode_s": encode_s, "decode_s": decode_s, "tokens": tokens, "notes": notes,
-              "encode_tokens_per_s": tokens / encode_s, "encode_notes_per_s": notes / encode_s,
-              "decode_tokens_per_s": tokens / decode_s, "decode_notes_per_s": notes / decode_s}
-    if vs_miditok:
-        theirs = miditok_tokenizer("PerTok")
-        their_encode_s, their_encoded = timed(theirs.encode, scores)  # scores it fails on were left out
-        their_decode_s, _ = timed(theirs.decode, their_encoded)
-        result.update(miditok_encode_s=their_encode_s, miditok_decode_s=their_decode_s,
-                      miditok_tokens=int(sum(count_tokens(s) for s in their_encoded)),
-                      encode_speedup_vs_miditok=their_encode_s / encode_s,
-                      decode_speedup_vs_miditok=their_decode_s / decode_s)
-    return result
+def miditok_section(scores: list, ours: PerTok, repeats: int) -> dict:
+    """MidiTok's PerTok encode and decode (one pass, each file timed on its own so the files
+    it fails on are left out of both sides), beside ours on exactly the same scores."""
+    theirs = miditok_tokenizer("PerTok")
+    encode_s, decode_s, kept, failures = 0.0, 0.0, [], 0
+    for score in scores:
+        try:
+            start = time.perf_counter()
+            tokens = theirs.encode(score)
+            middle = time.perf_counter()
+            theirs.decode(tokens)
+            end = time.perf_counter()
+        except Exception:  # MidiTok raises KeyError, IndexError... on some real files
+            failures += 1
+            continue
+        encode_s, decode_s = encode_s + middle - start, decode_s + end - middle
+        kept.append(score)
+    our_encode_s, encoded = best_of(repeats, lambda: [ours.encode(score) for score in kept])
+    our_encode_batch_s, _ = best_of(repeats, lambda: ours.encode_batch(kept))
+    our_decode_s, _ = best_of(repeats, lambda: [ours.decode(ids) for ids in encoded])
+    our_decode_batch_s, _ = best_of(repeats, lambda: ours.decode_batch(encoded))
+    return {"miditok_files": len(kept), "miditok_failures": failures,
+            "miditok_notes": int(sum(s.note_num() for s in kept)),
+            "miditok_encode_s": encode_s, "miditok_decode_s": decode_s,
+            "sample_encode_s": our_encode_s, "sample_encode_batch_s": our_encode_batch_s,
+            "sample_decode_s": our_decode_s, "sample_decode_batch_s": our_decode_batch_s,
+            "encode_speedup_vs_miditok": encode_s / our_encode_s,
+            "encode_batch_speedup_vs_miditok": encode_s / our_encode_batch_s,
+            "decode_speedup_vs_miditok": decode_s / our_decode_s,
+            "decode_batch_speedup_vs_miditok": decode_s / our_decode_batch_s}
 
 
-def compactness_section(scores, ours: PerTok, notes: int, tokens: int) -> list[dict]:
+def compactness_section(scores: list, ours: PerTok, notes: int, tokens: int) -> list[dict]:
     rows = [{"tokenizer": "PerTok (ours)", "vocab": ours.vocab_size, "tokens_per_note": tokens / notes}]
     for kind, resolution, label in (("PerTok", None, "MidiTok PerTok"), ("REMI", None, "REMI (default 8/beat)"),
                                     ("REMI", 96, "REMI (96/beat)"), ("TSD", None, "TSD (default)"),
@@ -111,49 +137,56 @@ def compactness_section(scores, ours: PerTok, notes: int, tokens: int) -> list[d
     return rows
 
 
+def print_section(name: str, result: dict) -> None:
+    notes = result["notes"]
+    print(f"\n{name}: {result['files']} files, {notes} notes, {result['tokens']} of our tokens")
+    print(f"{'':34s}{'seconds':>10s}{'notes/s':>14s}{'x load':>9s}")
+    for label, key in (("symusic load (parse)", "load_s"), ("ours encode, per file", "encode_s"),
+                       ("ours encode_batch", "encode_batch_s"), ("load + encode_batch (paths)", "load_plus_encode_batch_s"),
+                       ("ours decode, per file", "decode_s"), ("ours decode_batch", "decode_batch_s")):
+        seconds = result[key]
+        print(f"{label:34s}{seconds:10.4f}{notes / seconds:14.0f}{seconds / result['load_s']:9.2f}")
+    if "miditok_encode_s" in result:
+        print(f"MidiTok PerTok on {result['miditok_files']} of them ({result['miditok_failures']} it fails on "
+              f"left out; {result['miditok_notes']} notes): encode {result['miditok_encode_s']:.2f} s, "
+              f"decode {result['miditok_decode_s']:.2f} s")
+        print(f"  speedup vs MidiTok, same files: encode {result['encode_speedup_vs_miditok']:.1f}x per file, "
+              f"{result['encode_batch_speedup_vs_miditok']:.1f}x batched; decode "
+              f"{result['decode_speedup_vs_miditok']:.1f}x per file, {result['decode_batch_speedup_vs_miditok']:.1f}x batched")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--midi_dir", required=True)
+    parser.add_argument("--midi_dir", action="append", required=True, help="a folder; give several for several sections")
     parser.add_argument("--vs-miditok", dest="vs_miditok", action="store_true")
-    parser.add_argument("--max_files", type=int, default=300, help="seeded random subset (0 = all)")
-    parser.add_argument("--repeats", type=int, default=3, help="best of N for our timings")
+    parser.add_argument("--max_files", type=int, default=0, help="seeded random subset per folder (0 = all)")
+    parser.add_argument("--miditok_max_files", type=int, default=100, help="seeded sample for MidiTok (0 = all)")
+    parser.add_argument("--compactness", action="store_true", help="tokens per note vs MidiTok tokenizers")
+    parser.add_argument("--repeats", type=int, default=3, help="best of N for our timings and the parse")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    files = find_midi_files(args.midi_dir)
-    if args.max_files and len(files) > args.max_files:
-        files = sorted(random.Random(args.seed).sample(files, args.max_files))
-    load_s, scores, files = load_scores(files)
     ours = PerTok(PerTokConfig())
-    if args.vs_miditok:  # compare on the files both tokenizers can encode
-        theirs = miditok_tokenizer("PerTok")
-        usable = [i for i, score in enumerate(scores) if _encodes(theirs, score)]
-        print(f"MidiTok PerTok fails on {len(scores) - len(usable)} of {len(scores)} files; they are left out")
-        load_s, scores, files = load_scores([files[i] for i in usable])
-    speed = speed_section(scores, ours, args.repeats, args.vs_miditok)
-    print(f"files {len(scores)}  notes {speed['notes']}  our tokens {speed['tokens']}")
-    print(f"{'':28s}{'seconds':>10s}{'tokens/s':>14s}{'notes/s':>14s}")
-    print(f"{'symusic load':28s}{load_s:10.3f}{'':>14s}{speed['notes'] / load_s:14.0f}")
-    print(f"{'PerTok (ours) encode':28s}{speed['encode_s']:10.3f}{speed['encode_tokens_per_s']:14.0f}"
-          f"{speed['encode_notes_per_s']:14.0f}")
-    print(f"{'PerTok (ours) decode':28s}{speed['decode_s']:10.3f}{speed['decode_tokens_per_s']:14.0f}"
-          f"{speed['decode_notes_per_s']:14.0f}")
-    result = {"files": len(scores), "symusic_load_s": load_s, **speed, "vocab_size": ours.vocab_size,
-              "encode_vs_load": speed["encode_s"] / load_s}
-    if args.vs_miditok:
-        print(f"{'MidiTok PerTok encode':28s}{speed['miditok_encode_s']:10.3f}"
-              f"{speed['miditok_tokens'] / speed['miditok_encode_s']:14.0f}{speed['notes'] / speed['miditok_encode_s']:14.0f}")
-        print(f"{'MidiTok PerTok decode':28s}{speed['miditok_decode_s']:10.3f}"
-              f"{speed['miditok_tokens'] / speed['miditok_decode_s']:14.0f}{speed['notes'] / speed['miditok_decode_s']:14.0f}")
-        print(f"encode speedup vs MidiTok PerTok: {speed['encode_speedup_vs_miditok']:.1f}x   "
-              f"decode speedup: {speed['decode_speedup_vs_miditok']:.1f}x   "
-              f"our encode / symusic load: {result['encode_vs_load']:.2f}")
-        rows = compactness_section(scores, ours, speed["notes"], speed["tokens"])
-        print(f"\n{'tokenizer':28s}{'vocab':>8s}{'tokens/note':>14s}")
-        for row in rows:
-            print(f"{row['tokenizer']:28s}{row['vocab']:8d}{row['tokens_per_note']:14.3f}")
-        result["compactness"] = rows
-    print(json.dumps(result))
+    results = {}
+    for folder in args.midi_dir:
+        name = Path(folder).name
+        files = find_midi_files(folder)
+        if args.max_files and len(files) > args.max_files:
+            files = sorted(random.Random(args.seed).sample(files, args.max_files))
+        files, scores = readable(files)
+        result = ours_section(files, scores, ours, args.repeats)
+        if args.vs_miditok:
+            sample = list(range(len(scores)))
+            if args.miditok_max_files and len(sample) > args.miditok_max_files:
+                sample = sorted(random.Random(args.seed).sample(sample, args.miditok_max_files))
+            result.update(miditok_section([scores[i] for i in sample], ours, args.repeats))
+        if args.compactness:
+            result["compactness"] = compactness_section(scores, ours, result["notes"], result["tokens"])
+        print_section(name, result)
+        results[name] = result
+    summary = {key: {name: r[key] for name, r in results.items() if key in r}
+               for key in ("encode_batch_over_load", "decode_batch_speedup_vs_miditok")}
+    print(json.dumps({**summary, "vocab_size": ours.vocab_size, "sections": results}))
 
 
 if __name__ == "__main__":

@@ -6,37 +6,26 @@ Velocity, Duration). First each group's own shape is checked; then the rules bet
 groups (TimeSig right after Bar, a Program before every note, drum pitches only on the
 drum track, no TimeShift past the bar line). Strict parsing raises at the first broken
 token; lenient parsing drops broken groups and decodes the rest.
+
+Several sequences parse in one pass: their tokens lie back to back, and every rule that
+looks back (the group a tail belongs to, the Program or TimeSig in force, the bar line)
+stops at its sequence's first token (`pertok.segments`). One sequence is a batch of one.
 """
 from __future__ import annotations
 
 import dataclasses
-import types as _namespace
 
 import numpy as np
 
+from pertok import segments
+from pertok.batch_table import TableBatch
+from pertok.decode_fast import grammatical
+from pertok.decode_tokens import IS_EVENT, IS_HEAD, IS_TIMED, LEADS_TO_EVENT, T, Tokens, content_of, subset
 from pertok.errors import PerTokDecodeError
 from pertok.events import NOTE, PEDAL, TEMPO, EventTable, four_four_index
 from pertok.timing import BarMap
 from pertok.vocab import DRUM_PROGRAM, TYPE_NAMES, TokenType, Vocabulary
 
-# Plain ints: enum attribute lookups cost more than the array work on short pieces.
-T = _namespace.SimpleNamespace(**{name: int(kind) for name, kind in TokenType.__members__.items()})
-
-
-def _type_set(*kinds: int) -> np.ndarray:
-    """Membership table indexed by token type; index -1 (not in the vocabulary) is False."""
-    table = np.zeros(len(TokenType) + 1, bool)
-    table[list(kinds)] = True
-    return table
-
-
-HEADS = [T.BAR, T.TIME_SIG, T.TIME_SHIFT, T.TEMPO, T.PROGRAM, T.PITCH, T.DRUM_PITCH, T.PEDAL]
-IS_HEAD = _type_set(*HEADS)
-IS_NOTE = _type_set(T.PITCH, T.DRUM_PITCH)
-IS_TIMED = _type_set(T.PITCH, T.DRUM_PITCH, T.PEDAL)
-IS_EVENT = _type_set(T.TEMPO, T.PITCH, T.DRUM_PITCH, T.PEDAL)
-IS_PERFORMANCE = _type_set(T.MICROTIMING, T.VELOCITY)
-LEADS_TO_EVENT = _type_set(T.TIME_SHIFT, T.PROGRAM, T.TEMPO, T.PITCH, T.DRUM_PITCH, T.PEDAL)
 _ANY = -1  # in a tail pattern: no token expected at this offset
 
 
@@ -67,15 +56,61 @@ def _tail_patterns(full: bool) -> tuple[np.ndarray, np.ndarray]:
     return expected, min_length
 
 
+# [composition view, full view] stacked, indexed by each token's sequence's view.
+_PATTERNS = [_tail_patterns(False), _tail_patterns(True)]
+EXPECTED = np.stack([p[0] for p in _PATTERNS])
+MIN_LENGTH = np.stack([p[1] for p in _PATTERNS])
+_NONE = np.iinfo(np.int64).max
+
+
 class _Errors:
-    """Collects (position, rule) of violations; keeps the earliest."""
+    """Collects (position, rule) of violations per sequence; keeps each sequence's earliest."""
 
-    def __init__(self):
-        self.first: tuple[int, str] | None = None
+    def __init__(self, num_sequences: int):
+        self.position = np.full(num_sequences, _NONE, np.int64)
+        self.rule: list[str | None] = [None] * num_sequences
 
-    def add(self, positions: np.ndarray, rule: str) -> None:
-        if len(positions) and (self.first is None or positions.min() < self.first[0]):
-            self.first = (int(positions.min()), rule)
+    def add(self, sequence: np.ndarray, position: np.ndarray, rule) -> None:
+        """`rule`: the message, or a function of the sequence index that makes it."""
+        if not len(position):
+            return
+        earliest = np.full(len(self.position), _NONE, np.int64)
+        np.minimum.at(earliest, sequence, position)
+        for index in np.flatnonzero(earliest < self.position):
+            self.position[index] = earliest[index]
+            self.rule[index] = rule if isinstance(rule, str) else rule(index)
+
+    def error(self, index: int) -> PerTokDecodeError | None:
+        return PerTokDecodeError(int(self.position[index]), self.rule[index]) if self.rule[index] else None
+
+
+def parse_batch(sequences: list, vocab: Vocabulary, strict: bool = True, view: str = "auto"):
+    """Parse several token sequences in one pass.
+
+    Returns:
+      (batch, reports, errors): a TableBatch with one piece per sequence (empty for a
+      sequence that failed in strict mode), a DecodeReport per sequence, and per sequence
+      its first PerTokDecodeError or None.
+    """
+    tokens = content_of(sequences, vocab, view)
+    errors = _Errors(tokens.num_sequences)
+    if grammatical(tokens.types, tokens.content, tokens.sequence, tokens.first, tokens.full,
+                   tokens.num_sequences, vocab.value_of):
+        keep = np.ones(len(tokens.types), bool)  # the full checks would find nothing
+    else:
+        keep = _check_rules(tokens, vocab, errors)
+    checked, timing = _check_bar_overflow(tokens, keep, vocab, errors)
+    failed = errors.position < _NONE
+    if strict and failed.any():  # a failed sequence decodes to nothing; the others are untouched
+        checked, timing = _check_bar_overflow(tokens, keep & ~failed[tokens.sequence], vocab,
+                                              _Errors(tokens.num_sequences))
+    table = _build_table(tokens, checked, vocab, timing)
+    dropped = np.bincount(tokens.sequence[~checked], minlength=tokens.num_sequences)
+    num_tokens = np.bincount(tokens.sequence, minlength=tokens.num_sequences)
+    first_errors = [errors.error(i) for i in range(tokens.num_sequences)]
+    reports = [DecodeReport(num_tokens=int(n), num_dropped=int(d), first_error=e)
+               for n, d, e in zip(num_tokens, dropped, first_errors)]
+    return table, reports, first_errors
 
 
 def parse(ids: np.ndarray, vocab: Vocabulary, strict: bool = True,
@@ -89,191 +124,185 @@ def parse(ids: np.ndarray, vocab: Vocabulary, strict: bool = True,
       view: "full", "composition" or "auto" (full when any MicroTiming or Velocity token is
         present).
     """
-    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    errors = _Errors()
-    content_like = ids > 1  # not PAD (0) or BOS (1)
-    start = int(np.argmax(content_like)) if content_like.any() else len(ids)
-    eos = np.flatnonzero(ids[start:] == 2)
-    end = start + int(eos[0]) if len(eos) else len(ids)
-    position = np.arange(start, end)
-    content = ids[start:end]
-    in_vocab = (content >= 0) & (content < len(vocab))
-    types = np.where(in_vocab, vocab.type_of[np.clip(content, 0, len(vocab) - 1)], -1)
-    special = types < T.BAR
-    errors.add(position[special], "PAD, BOS, MASK or an unknown id inside the sequence")
+    batch, reports, errors = parse_batch([ids], vocab, strict=strict, view=view)
+    if strict and errors[0] is not None:
+        raise errors[0]
+    return batch.item(0), reports[0]
+
+
+def _check_rules(tokens: Tokens, vocab: Vocabulary, errors: _Errors) -> np.ndarray:
+    """Every rule but the bar-line one; the tokens that survive them (all, for a grammatical batch)."""
+    special = tokens.types < T.BAR
+    errors.add(tokens.sequence[special], tokens.position[special],
+               "PAD, BOS, MASK or an unknown id inside the sequence")
     keep = ~special
-    if view == "auto":
-        full = bool(IS_PERFORMANCE[types].any())
-    elif view in ("full", "composition"):
-        full = view == "full"
-    else:
-        raise ValueError(f"view must be 'full', 'composition' or 'auto', not {view!r}")
-
-    keep &= _check_group_shapes(types, keep, position, full, errors)
-    keep &= _check_context(types, content, keep, position, vocab, errors)
-    keep, timing = _check_bar_overflow(types, content, keep, position, vocab, errors)
-    first_error = PerTokDecodeError(*errors.first) if errors.first else None
-    if strict and first_error is not None:
-        raise first_error
-    table = _build_table(types[keep], content[keep], vocab, full, timing)
-    report = DecodeReport(num_tokens=len(content), num_dropped=int((~keep).sum()), first_error=first_error)
-    return table, report
+    keep &= _check_group_shapes(tokens, keep, errors)
+    return keep & _check_context(tokens, keep, vocab, errors)
 
 
-def _groups(types: np.ndarray, keep: np.ndarray):
-    """Group index of each kept token (-1 before the first head) and each group's start."""
-    is_head = keep & IS_HEAD[types]
-    group = np.where(keep, np.cumsum(is_head) - 1, -1)
-    starts = np.flatnonzero(is_head)
-    return group, starts
-
-
-def _check_group_shapes(types, keep, position, full, errors) -> np.ndarray:
+def _check_group_shapes(tokens: Tokens, keep: np.ndarray, errors: _Errors) -> np.ndarray:
     """Each group must be a head and exactly the tail its head asks for."""
-    expected, min_length = _tail_patterns(full)
-    group, starts = _groups(types, keep)
-    orphan = keep & (group < 0)
-    errors.add(position[orphan], "MicroTiming, Velocity or Duration without a note before it")
+    types, position, sequence = tokens.types, tokens.position, tokens.sequence
+    is_head = keep & IS_HEAD[types]
+    group = np.cumsum(is_head) - 1
+    heads_before = segments.count_before(sequence[is_head], tokens.num_sequences)
+    orphan = keep & (group < heads_before[sequence])  # a tail before its sequence's first head
+    group = np.where(keep & ~orphan, group, -1)
+    errors.add(sequence[orphan], position[orphan], "MicroTiming, Velocity or Duration without a note before it")
+    starts = np.flatnonzero(is_head)
     if not len(starts):
         return ~orphan
     good = np.ones(len(starts), bool)
-    tail = keep & (group >= 0) & ~IS_HEAD[types]
-    offset = np.arange(len(types)) - starts[np.maximum(group, 0)]
-    wanted = expected[types[starts[np.maximum(group, 0)]], np.clip(offset, 0, 3)]
+    tail = (group >= 0) & ~IS_HEAD[types]
+    head_of = starts[np.maximum(group, 0)]
+    offset = np.arange(len(types)) - head_of
+    wanted = EXPECTED[tokens.full.astype(np.int64), types[head_of], np.clip(offset, 0, 3)]
     wrong = tail & (wanted != types)
     if wrong.any():
-        first = int(np.argmax(wrong))
-        actual, head = TYPE_NAMES[TokenType(types[first])], TYPE_NAMES[TokenType(types[starts[group[first]]])]
-        errors.add(position[first:first + 1],
+        _add_wrong_tails(tokens, np.flatnonzero(wrong), head_of, wanted, errors)
+        good[group[wrong]] = False
+    member = np.flatnonzero(group >= 0)
+    length = np.bincount(group[member], minlength=len(starts))
+    short = length < MIN_LENGTH[tokens.full[starts].astype(np.int64), types[starts]]
+    # Groups are numbered in token order, so a group's last member is found by a search.
+    last_member = member[np.searchsorted(group[member], np.arange(len(starts)), side="right") - 1]
+    # The rule shows at the token after the group's last one (or the end of the sequence).
+    errors.add(sequence[starts[short]], position[last_member[short]] + 1,
+               "note or pedal ends before its MicroTiming/Velocity/Duration")
+    good &= ~short
+    return ~orphan & ~((group >= 0) & ~good[np.maximum(group, 0)])
+
+
+def _add_wrong_tails(tokens: Tokens, wrong: np.ndarray, head_of, wanted, errors: _Errors) -> None:
+    """Report the first misplaced tail token of each sequence, naming what was expected."""
+    types = tokens.types
+    first_of_sequence = wrong[np.flatnonzero(np.diff(tokens.sequence[wrong], prepend=-1))]
+    for first in first_of_sequence:
+        actual, head = TYPE_NAMES[TokenType(types[first])], TYPE_NAMES[TokenType(types[head_of[first]])]
+        full = bool(tokens.full[first])
+        errors.add(tokens.sequence[first:first + 1], tokens.position[first:first + 1],
                    f"{actual} without a note or pedal before it" if wanted[first] == _ANY else
                    f"{actual} out of place: {head} expects {TYPE_NAMES[TokenType(wanted[first])]} here "
                    f"({'full' if full else 'composition'} view)")
-    np.logical_and.at(good, group[wrong], False)
-    member = np.flatnonzero(keep & (group >= 0))
-    length = np.bincount(group[member], minlength=len(starts))
-    short = length < min_length[types[starts]]
-    last_member = np.zeros(len(starts), np.int64)
-    np.maximum.at(last_member, group[member], member)
-    # The rule shows at the token after the group's last one (or the end of the sequence).
-    errors.add(position[0] + last_member[short] + 1 if len(position) else last_member[short],
-               "note or pedal ends before its MicroTiming/Velocity/Duration")
-    good &= ~short
-    return ~orphan & ~(keep & (group >= 0) & ~good[np.maximum(group, 0)])
 
 
-def _check_context(types, content, keep, position, vocab: Vocabulary, errors) -> np.ndarray:
+def _check_context(tokens: Tokens, keep: np.ndarray, vocab: Vocabulary, errors: _Errors) -> np.ndarray:
     """Rules between groups: order around Bar, TimeSig, Program, TimeShift."""
-    ok = keep.copy()
+    types, content, position = tokens.types, tokens.content, tokens.position
     heads = np.flatnonzero(keep & IS_HEAD[types])
     head_type = types[heads]
-    previous_type = np.concatenate([[-1], head_type[:-1]])
+    head_sequence = tokens.sequence[heads]
+    first_head = segments.first_of_segment(head_sequence, tokens.num_sequences)
+    is_first = np.arange(len(heads)) == first_head
+    previous_type = np.where(is_first, -1, np.concatenate([[-1], head_type[:-1]]))
     is_bar = head_type == T.BAR
-    before_bar = np.cumsum(is_bar) == 0
-    errors.add(position[heads[before_bar]], "the sequence must start with Bar")
+    before_bar = segments.cumsum(is_bar, first_head) == 0
+    errors.add(head_sequence[before_bar], position[heads[before_bar]], "the sequence must start with Bar")
     misplaced_signature = (head_type == T.TIME_SIG) & (previous_type != T.BAR)
-    errors.add(position[heads[misplaced_signature]], "TimeSig must come right after Bar")
+    errors.add(head_sequence[misplaced_signature], position[heads[misplaced_signature]],
+               "TimeSig must come right after Bar")
     bad = before_bar | misplaced_signature
 
     is_program = (head_type == T.PROGRAM) & ~bad
     program_value = vocab.value_of[content[heads]]
-    last_program = np.maximum.accumulate(np.where(is_program, np.arange(len(heads)), -1))
+    last_program = segments.last_true(is_program, first_head)
     current = np.where(last_program >= 0, program_value[np.maximum(last_program, 0)], -999)
-    is_note = IS_TIMED[head_type]
-    no_program = is_note & (current == -999) & ~bad
-    errors.add(position[heads[no_program]], "a note or pedal before any Program")
+    no_program = IS_TIMED[head_type] & (current == -999) & ~bad
+    errors.add(head_sequence[no_program], position[heads[no_program]], "a note or pedal before any Program")
     wrong_kit = ((head_type == T.PITCH) & (current == DRUM_PROGRAM)) | (
         (head_type == T.DRUM_PITCH) & (current != DRUM_PROGRAM) & (current != -999))
-    errors.add(position[heads[wrong_kit & ~bad]], "Pitch on the drum track or DrumPitch on a melodic track")
+    errors.add(head_sequence[wrong_kit & ~bad], position[heads[wrong_kit & ~bad]],
+               "Pitch on the drum track or DrumPitch on a melodic track")
     bad |= no_program | wrong_kit
 
-    # Look-ahead rules report where the problem shows (the next group). The lone Program or
-    # TimeShift is kept when decoding leniently: it changes nothing, and dropping a Program
-    # would move the notes after it onto another track.
+    # Look-ahead rules report where the problem shows (the next group, or the sequence's
+    # end). The lone Program or TimeShift is kept when decoding leniently: it changes
+    # nothing, and dropping a Program would move the notes after it onto another track.
     alive = np.flatnonzero(~bad)
-    next_type = np.append(head_type[alive][1:], -1)
-    next_position = np.append(position[heads[alive]][1:], position[-1] + 1 if len(position) else 0)
+    alive_sequence = head_sequence[alive]
+    same_next = np.append(alive_sequence[1:] == alive_sequence[:-1], False)
+    next_type = np.where(same_next, np.append(head_type[alive][1:], -1), -1)
+    next_position = np.where(same_next, np.append(position[heads[alive]][1:], 0), tokens.end[alive_sequence])
     lone_program = (head_type[alive] == T.PROGRAM) & ~IS_TIMED[next_type]
-    errors.add(next_position[lone_program], "Program must be followed by a note or pedal")
+    errors.add(alive_sequence[lone_program], next_position[lone_program], "Program must be followed by a note or pedal")
     lone_shift = (head_type[alive] == T.TIME_SHIFT) & ~LEADS_TO_EVENT[next_type]
-    errors.add(next_position[lone_shift], "TimeShift must lead to an event in the same bar")
-    group, _ = _groups(types, keep)
-    bad_group = np.zeros(len(heads) + 1, bool)
-    bad_group[:len(heads)] = bad
-    return ok & ~bad_group[group]
+    errors.add(alive_sequence[lone_shift], next_position[lone_shift], "TimeShift must lead to an event in the same bar")
+    group = np.where(keep, np.cumsum(keep & IS_HEAD[types]) - 1, -1)
+    bad_group = np.append(bad, False)  # index -1: tokens outside any group
+    return keep & ~bad_group[group]
 
 
-def _bar_lengths(types, content, vocab: Vocabulary) -> np.ndarray:
-    """Length in ticks of every bar of a valid token stream (TimeSig carries over)."""
-    is_bar = types == T.BAR
-    bar_of = np.cumsum(is_bar) - 1
-    lengths_of = vocab.bar_lengths
-    signature = np.full(int(is_bar.sum()), -1, np.int64)
-    is_signature = types == T.TIME_SIG
-    signature[bar_of[is_signature]] = vocab.value_of[content[is_signature]]
-    last = np.maximum.accumulate(np.where(signature >= 0, np.arange(len(signature)), -1))
-    signature = np.where(last >= 0, signature[np.maximum(last, 0)], four_four_index(vocab))
-    return signature, lengths_of[signature]
+def _check_bar_overflow(tokens: Tokens, keep: np.ndarray, vocab: Vocabulary, errors: _Errors):
+    """No TimeShift may reach the next bar line; what lies past it in that bar is dropped,
+    except a Program: the notes of later bars are still on its track.
 
-
-def _positions(types, content, vocab):
-    """Bar index and grid position (ticks after the bar line) of every token."""
-    is_bar = types == T.BAR
-    bar_of = np.cumsum(is_bar) - 1
-    shift = np.where(types == T.TIME_SHIFT, vocab.value_of[content], 0)
-    total = np.cumsum(shift)
-    at_bar_line = np.maximum.accumulate(np.where(is_bar, np.arange(len(types)), 0))
-    return bar_of, total - total[at_bar_line]
-
-
-def _check_bar_overflow(types, content, keep, position, vocab, errors):
-    """No TimeShift may reach the next bar line; what lies past it in that bar is dropped.
+    Every sequence's kept tokens start with a Bar (the rules drop whatever comes before the
+    first), so bar numbers and bar lines found across the whole batch never reach back into
+    the sequence before.
 
     Returns:
-      (keep, timing): the kept mask, and (signature, lengths, bar_of, grid_position) with
-      the last two aligned to the kept tokens; dropping what lies past a bar line moves no
-      kept token, so the build reuses them.
+      (keep, timing): the kept mask, and (signature, lengths, bar_sequence) per bar with
+      (bar_of, grid_position) aligned to the kept tokens; dropping what lies past a bar line
+      moves no kept token, so the build reuses them.
     """
-    kept = np.flatnonzero(keep)
-    t, c = types[kept], content[kept]
-    signature, lengths = _bar_lengths(t, c, vocab)
-    bar_of, grid_position = _positions(t, c, vocab)
-    past = (bar_of >= 0) & (t != T.BAR)
-    past[past] = grid_position[past] >= lengths[bar_of[past]]
-    errors.add(position[kept[past & (t == T.TIME_SHIFT)]], "TimeShift passes the next bar line")
+    kept, types, content, sequence, _, _ = subset(tokens, keep)
+    values = tokens.values[kept]
+    is_bar = types == T.BAR
+    bar_sequence = sequence[is_bar]
+    bar_of = np.cumsum(is_bar) - 1
+    # TimeSig carries over from bar to bar within a sequence; 4/4 before the first.
+    signature = np.full(len(bar_sequence), -1, np.int64)
+    is_signature = types == T.TIME_SIG
+    signature[bar_of[is_signature]] = values[is_signature]
+    last = segments.last_true(signature >= 0, segments.first_of_segment(bar_sequence, tokens.num_sequences))
+    signature = np.where(last >= 0, signature[np.maximum(last, 0)], four_four_index(vocab))
+    lengths = vocab.bar_lengths[signature]
+    # Grid position: TimeShifts summed since the bar line.
+    total = np.cumsum(np.where(types == T.TIME_SHIFT, values, 0))
+    at_bar_line = np.maximum.accumulate(np.where(is_bar, np.arange(len(types)), 0)) if len(types) else total
+    grid_position = total - total[at_bar_line] if len(total) else total
+    past = (grid_position >= lengths[bar_of]) & ~is_bar & (types != T.PROGRAM) if len(types) else is_bar
+    if not past.any():
+        return keep, (signature, lengths, bar_sequence, bar_of, grid_position)
+    shift_past = past & (types == T.TIME_SHIFT)
+    errors.add(sequence[shift_past], tokens.position[kept][shift_past], "TimeShift passes the next bar line")
     out = keep.copy()
-    out[kept[past]] = False
-    return out, (signature, lengths, bar_of[~past], grid_position[~past])
+    out[np.flatnonzero(keep)[past]] = False
+    return out, (signature, lengths, bar_sequence, bar_of[~past], grid_position[~past])
 
 
-def _build_table(types: np.ndarray, content: np.ndarray, vocab: Vocabulary, full: bool, timing) -> EventTable:
-    """EventTable of a grammatical token stream, given its bars and positions."""
+def _build_table(tokens: Tokens, keep: np.ndarray, vocab: Vocabulary, timing) -> TableBatch:
+    """EventTables of grammatical token streams, given their bars and positions."""
     config = vocab.config
-    signature, lengths, bar_of, grid_position = timing
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    values = vocab.value_of[content] if len(content) else np.zeros(0, np.int64)
-    is_program = types == T.PROGRAM
-    last_program = np.maximum.accumulate(np.where(is_program, np.arange(len(types)), -1))
+    num_sequences = tokens.num_sequences
+    signature, lengths, bar_sequence, bar_of, grid_position = timing
+    kept, types, content, sequence, first, full = subset(tokens, keep)
+    ends = segments.cumsum(lengths, segments.first_of_segment(bar_sequence, num_sequences))
+    values = tokens.values[kept]
+    heads = np.flatnonzero(IS_HEAD[types])
+    is_event = IS_EVENT[types[heads]]
+    head = heads[is_event]
+    # A group's tail runs to the next head, so its Durations add up as a difference of sums.
+    duration_sum = np.cumsum(np.where(types == T.DURATION, values, 0))
+    group_end = np.append(heads[1:], len(types))[is_event] - 1
+    duration = duration_sum[group_end] - duration_sum[head] if len(head) else np.zeros(0, np.int64)
+    last_program = segments.last_true(types == T.PROGRAM, first)[head]
     program = np.where(last_program >= 0, values[np.maximum(last_program, 0)], -2)
-    head = np.flatnonzero(IS_EVENT[types])
-    kind = np.select([types[head] == T.TEMPO, types[head] == T.PEDAL], [TEMPO, PEDAL], NOTE)
+    head_type = types[head]
+    kind = np.select([head_type == T.TEMPO, head_type == T.PEDAL], [TEMPO, PEDAL], NOTE)
     is_tracked = kind != TEMPO
-    group = np.cumsum(IS_HEAD[types]) - 1
-    event_of_group = np.full(group[-1] + 1 if len(group) else 0, -1)
-    event_of_group[group[head]] = np.arange(len(head))
-    is_duration = types == T.DURATION
-    duration = np.bincount(event_of_group[group[is_duration]], weights=values[is_duration],
-                           minlength=len(head)).astype(np.int64)
-    microtiming = np.zeros(len(head), np.int64)
-    velocity = np.full(len(head), int(np.argmin(np.abs(vocab.values_velocity - config.default_velocity))))
-    if full and len(head):
-        follows = np.minimum(head + 1, len(types) - 1)
-        microtiming = np.where(is_tracked, values[follows], 0)
-        second = np.minimum(head + 2, len(types) - 1)
-        velocity = np.where(kind == NOTE, content[second] - vocab.first_id(T.VELOCITY), 0)
-    return EventTable(
-        bars=BarMap(starts, lengths.astype(np.int64), signature),
+    head_full = full[head]
+    follows = np.minimum(head + 1, len(types) - 1)
+    second = np.minimum(head + 2, len(types) - 1)
+    microtiming = np.where(head_full & is_tracked, values[follows], 0)
+    default_velocity = int(np.argmin(np.abs(vocab.values_velocity - config.default_velocity)))
+    velocity = np.where(head_full, content[second] - vocab.first_id(T.VELOCITY), default_velocity)
+    table = EventTable(
+        bars=BarMap((ends - lengths).astype(np.int64), lengths.astype(np.int64), signature),
         kind=kind.astype(np.int64), bar=bar_of[head], position=grid_position[head],
-        microtiming=microtiming, program=np.where(is_tracked, program[head], -2),
+        microtiming=microtiming, program=np.where(is_tracked, program, -2),
         pitch=np.where(kind == NOTE, values[head], 0),
         velocity=np.where(kind == NOTE, velocity, 0), duration=np.where(is_tracked, duration, 0),
         tempo=np.where(kind == TEMPO, content[head] - vocab.first_id(T.TEMPO), 0))
+    return TableBatch(table, segments.offsets(bar_sequence, num_sequences),
+                      segments.offsets(sequence[head], num_sequences))

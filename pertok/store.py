@@ -241,27 +241,44 @@ def _init_worker(config: dict, beats: str = "none") -> None:
     _worker["beats"] = beats
 
 
-def _encode_aligned(path: str, tokenizer: PerTok) -> tuple[np.ndarray, bool]:
-    """Ids of a file, aligned to `NAME_annotations.txt` when aligning and one lies beside it."""
+def _source(path: str, tokenizer: PerTok):
+    """What to encode for a file: its path, or its score aligned to `NAME_annotations.txt`
+    when aligning and one lies beside it; and whether it was aligned."""
     annotations = annotation_path(path)
     if _worker["beats"] != "auto" or not annotations.is_file():
-        return tokenizer.encode(path), False
+        return path, False
     from pertok.align import align_file  # only builds that align pay for the import
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # merged glitch beats: expected in a batch
         score, _ = align_file(path, annotations, tokenizer.config)
-    return tokenizer.encode(score), True
+    return score, True
 
 
-def _encode_one(path: str) -> tuple[str, np.ndarray | None, str | None, bool]:
-    try:
-        ids, aligned = _encode_aligned(path, _worker["tokenizer"])
-        return path, ids.astype(np.uint16), None, aligned
-    except PerTokError as error:
-        return path, None, f"{type(error).__name__}: {error}", False
-    except Exception as error:  # a crash on one file must not stop the batch
-        return path, None, f"unexpected {type(error).__name__}: {error}", False
+def _reason(error: Exception) -> str:
+    if isinstance(error, PerTokError):
+        return f"{type(error).__name__}: {error}"
+    return f"unexpected {type(error).__name__}: {error}"
+
+
+def _encode_chunk(paths: list[str]) -> list[tuple[str, np.ndarray | None, str | None, bool]]:
+    """Encode files in one `encode_batch` pass; a file that fails is skipped with its reason."""
+    tokenizer, sources, aligned, reasons = _worker["tokenizer"], {}, {}, {}
+    for path in paths:
+        try:
+            sources[path], aligned[path] = _source(path, tokenizer)
+        except Exception as error:  # a crash on one file must not stop the batch
+            reasons[path] = _reason(error)
+    # errors="collect": a bad file's slot holds its exception, the others are encoded.
+    encoded = dict(zip(sources, tokenizer.encode_batch(list(sources.values()), errors="collect")))
+    results = []
+    for path in paths:
+        ids = encoded.get(path)
+        if isinstance(ids, Exception):
+            reasons[path] = _reason(ids)
+        results.append((path, None, reasons[path], False) if path in reasons
+                       else (path, ids.astype(np.uint16), None, aligned[path]))
+    return results
 
 
 def encode_files(files: Sequence[Path], config: PerTokConfig, workers: int | None = None,
@@ -272,18 +289,20 @@ def encode_files(files: Sequence[Path], config: PerTokConfig, workers: int | Non
     paths = [str(f) for f in files]
     results = []
     chunk = max(1, min(64, len(paths) // (workers * 4) or 1))
+    tasks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]  # one encode_batch each
     start = time.perf_counter()
     if workers == 1:
         _init_worker(config.to_dict(), beats)
-        iterator = map(_encode_one, paths)
+        iterator = map(_encode_chunk, tasks)
         pool = None
     else:
         pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (config.to_dict(), beats))
-        iterator = pool.imap(_encode_one, paths, chunksize=chunk)
+        iterator = pool.imap(_encode_chunk, tasks)
     try:
-        for done, result in enumerate(iterator, 1):
-            results.append(result)
-            if progress and (done % 50 == 0 or done == len(paths)):
+        for chunk_results in iterator:
+            results.extend(chunk_results)
+            done = len(results)
+            if progress:
                 rate = done / max(time.perf_counter() - start, 1e-9)
                 print(f"\rtokenizing {done}/{len(paths)} files ({rate:.0f} files/s)", end="",
                       file=sys.stderr, flush=True)

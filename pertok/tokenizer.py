@@ -4,33 +4,20 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import symusic
 
+from pertok.batch import SCORE_TYPES, decode_batch, encode_batch, load_score
 from pertok.config import PerTokConfig
 from pertok.decode import DecodeReport, parse
-from pertok.encode import encode_table
-from pertok.errors import (MidiFileNotFoundError, MidiParseError, PerTokConfigError, PerTokDecodeError,
-                           PerTokError, with_source)
+from pertok.errors import PerTokConfigError, PerTokDecodeError, PerTokError, with_source
 from pertok.events import score_to_table, table_to_score
 from pertok.vocab import TYPE_NAMES, TokenType, Vocabulary
 
 ScoreLike = "str | os.PathLike | symusic.Score"
 FORMAT_VERSION = 1
-SCORE_TYPES = (symusic.core.ScoreTick, symusic.core.ScoreQuarter, symusic.core.ScoreSecond)
-
-
-def load_score(path: str | os.PathLike) -> symusic.Score:
-    """Read a MIDI file, turning every failure into a PerTokError that names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise MidiFileNotFoundError(f"{path}: no such MIDI file")
-    try:
-        score = symusic.Score(str(path))
-    except Exception as error:  # symusic raises several types for corrupt input
-        raise MidiParseError(f"{path}: not a readable MIDI file ({error})") from None
-    return score
 
 
 class PerTok:
@@ -73,9 +60,21 @@ class PerTok:
           view: "full" (composition and performance) or "composition" (no MicroTiming, no
             Velocity).
         """
+        return self.encode_batch([source], view)[0]
+
+    def encode_batch(self, sources: Sequence[ScoreLike], view: str = "full", errors: str = "raise") -> list:
+        """Token ids of many MIDI files or Scores, in one vectorized pass; equal to `encode` of each.
+
+        Args:
+          view: as in `encode`.
+          errors: "raise": raise the first failing item's PerTokError (a note names its index);
+            "collect": a failing item's slot holds its exception and the rest are encoded.
+            The vectorized pass runs over chunks of about 16k notes, but every loaded score and
+            its ids stay in memory until the call returns: pass a few thousand files at a time.
+        """
         if view not in ("full", "composition"):
             raise ValueError(f"view must be 'full' or 'composition', not {view!r}")
-        return encode_table(self._table(source), self.vocab, full=view == "full").astype(np.int32)
+        return encode_batch(sources, self.vocab, full=view == "full", errors=errors)
 
     def quantize(self, source: ScoreLike) -> symusic.Score:
         """The score the tokens hold: `decode(encode(s))` equals `quantize(s)` exactly.
@@ -99,9 +98,18 @@ class PerTok:
           view: "full", "composition" or "auto".
           report: also return a DecodeReport (tokens, dropped tokens, first error).
         """
-        table, decode_report = parse(np.asarray(ids), self.vocab, strict=strict, view=view)
-        score = table_to_score(table, self.vocab)
-        return (score, decode_report) if report else score
+        return self.decode_batch([ids], strict=strict, view=view, report=report)[0]
+
+    def decode_batch(self, sequences: Sequence, strict: bool = True, view: str = "auto", report: bool = False,
+                     errors: str = "raise") -> list:
+        """Scores of many token sequences in one vectorized pass; equal to `decode` of each.
+
+        Args:
+          strict, view, report: as in `decode` (with report, each item is (score, report)).
+          errors: "raise": strict decoding raises the first broken sequence's PerTokDecodeError
+            (a note names its index); "collect": that sequence's slot holds the error instead.
+        """
+        return decode_batch(sequences, self.vocab, strict=strict, view=view, report=report, errors=errors)
 
     def token_errors(self, ids, view: str = "auto") -> float:
         """Fraction of tokens that lenient decoding drops (0 for a grammatical sequence)."""
