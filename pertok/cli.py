@@ -47,6 +47,10 @@ def cmd_decode(args) -> None:
         raise PerTokError(f"{args.input}: not a token JSON from `pertok encode` ({error})") from None
     tokenizer = PerTok.from_json(data["tokenizer"]) if "tokenizer" in data else _tokenizer(args)
     score, report = tokenizer.decode(ids, strict=not args.lenient, report=True)
+    if args.lenient and report.num_dropped and not score.note_num():  # e.g. ids cut mid-piece
+        first = report.first_error
+        raise PerTokError(f"{args.input}: lenient decoding kept no notes ({report.num_dropped} of "
+                          f"{report.num_tokens} tokens dropped; first: {first}); nothing written")
     score.dump_midi(args.output)
     print(f"{args.input}: {score.note_num()} notes -> {args.output}"
           + (f" ({report.num_dropped} of {report.num_tokens} tokens dropped)" if report.num_dropped else ""))
