@@ -7,7 +7,9 @@ import numpy as np
 import optax
 
 from baseline.model import CausalTransformer, flops_per_token
+from baseline.sample import LMDecoder
 from layers import transformer_config_errors
+from pertok.grammar import Grammar
 
 
 class WindowSampler:
@@ -64,6 +66,13 @@ class LMTask:
             num_layers=model.num_layers, num_heads=model.num_heads, mlp_dim=model.mlp_dim,
             dropout=model.dropout, dtype=jnp.dtype(model.dtype))
 
+    def example_batch(self, batch_size: int) -> dict:
+        """An all-padding batch of `batch_size` examples shaped like the sampler's."""
+        shape = (batch_size, self.context_length)
+        return {"inputs": np.full(shape, self.pad_id, np.int32),
+                "targets": np.full(shape, self.pad_id, np.int32),
+                "weights": np.zeros(shape, np.float32)}
+
     def init(self, rng: jax.Array, batch: dict) -> dict:
         return self.model.init(rng, batch["inputs"])["params"]
 
@@ -79,6 +88,10 @@ class LMTask:
 
     def sampler(self, pieces) -> WindowSampler:
         return WindowSampler(pieces, self.context_length, self.pad_id, self.bos_id, self.eos_id)
+
+    def decoder(self, grammar: Grammar | None = None) -> LMDecoder:
+        """A sliding-window sampler of this model under `grammar` (None = unconstrained)."""
+        return LMDecoder(self.model, grammar)
 
     def flops_per_token(self) -> float:
         c = self.config

@@ -14,13 +14,15 @@ from training.data import split_pieces
 def report_samples(config, workdir: str, store) -> dict | None:
     """Write WORKDIR/eval/report.json comparing WORKDIR/samples/*.mid with the validation pieces.
 
-    Returns the report (None when the run has no samples yet). The held-out files are linked
+    Returns the report (None when the run has no samples yet, or the evaluation cannot be made
+    of them, e.g. too few samples: then one line says why and `--mode=eval` still succeeds). The held-out files are linked
     into WORKDIR/eval/reference so the report reads exactly the validation split.
     """
     samples = Path(workdir) / "samples"
     if not samples.is_dir() or not any(p.suffix.lower() in MIDI_SUFFIXES for p in samples.iterdir()):
         logging.info("no samples in %s: skipping the music evaluation report", samples)
         return None
+    from evaluation.errors import EvaluationError
     from evaluation.report import write_report
 
     midi_dir = Path(corpus.resolve_midi_dir(config.data))
@@ -32,7 +34,11 @@ def report_samples(config, workdir: str, store) -> dict | None:
         link = reference / f"{index:06d}_{source.name}"
         if not link.exists():
             os.symlink(source.resolve(), link)
-    report = write_report(str(samples), str(reference), str(Path(workdir) / "eval" / "report"))
+    try:
+        report = write_report(str(samples), str(reference), str(Path(workdir) / "eval" / "report"))
+    except EvaluationError as error:  # e.g. too few samples to compare: one line, no traceback
+        print(f"music evaluation of {samples} skipped: {str(error).splitlines()[0]}", flush=True)
+        return None
     logging.info("music evaluation of %s against %d held-out pieces: mean OA %.3f -> %s",
                  samples, len(valid.indices), report.get("mean_oa", float("nan")),
                  Path(workdir) / "eval" / "report" / "report.json")

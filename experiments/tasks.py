@@ -17,7 +17,7 @@ def _lm(config, tokenizer) -> Task:
 def _composer(config, tokenizer) -> Task:
     from composer import ComposerTask
 
-    return ComposerTask(config.model, config.kl, config.idea.num_bars, tokenizer)
+    return ComposerTask(config.model, config.kl, config.idea, tokenizer, train_steps=config.train.steps)
 
 
 def _performer(config, tokenizer) -> Task:
@@ -41,7 +41,8 @@ EXTRA_MODES = {
     "check": {"cadenza": "experiments.cadenza:check"},  # trainable tasks: launch checks them
     "vary": {"cadenza": "experiments.cadenza:vary"},
     "generate": {"cadenza": "experiments.cadenza:generate",
-                 "perceivers": "experiments.perceivers:generate"},
+                 "perceivers": "experiments.perceivers:generate",
+                 "lm": "experiments.lm:generate"},
 }
 
 

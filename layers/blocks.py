@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from layers import masks
 from layers.attention import attention
 from layers.cache import KVCache
 from layers.rotary import apply_rotary
@@ -24,13 +25,18 @@ Dtype = Any
 
 
 class MultiHeadAttention(nn.Module):
-    """Query/key/value projections, rotary embeddings, `attention`, output projection."""
+    """Query/key/value projections, rotary embeddings, `attention`, output projection.
+
+    Keys and values are projected only for the context positions some query can see (with a
+    scale window, the last W + T - 1 of S), so a windowed branch costs O(W) at any S.
+    """
 
     num_heads: int
     head_dim: int
     q_offset: int | None = None  # None: S - T (queries are the last T key positions)
     causal: bool = True
     scale_window: int | None = None
+    scale_mask: str = "sliding"  # reading of the window: "sliding" or "last" (layers.masks)
     attention_impl: str = "auto"
     rotary_fraction: float = 0.0  # share of head_dim rotated; 0 disables rotary
     rotary_base: float = 10000.0
@@ -42,38 +48,78 @@ class MultiHeadAttention(nn.Module):
     def __call__(self, x_BxTxD: jax.Array, context_BxSxD: jax.Array,
                  kv_mask_BxS: jax.Array | None = None, q_positions_BxT: jax.Array | None = None,
                  kv_positions_BxS: jax.Array | None = None, cache: KVCache | None = None):
-        """Returns (y_BxTxD, cache); cache is None when none was given."""
-        dense = functools.partial(nn.DenseGeneral, features=(self.num_heads, self.head_dim),
-                                  use_bias=self.use_bias, dtype=self.dtype,
-                                  param_dtype=self.param_dtype)
-        q_BxTxHxD = dense(name="query")(x_BxTxD)
-        k_BxSxHxD = dense(name="key")(context_BxSxD)
-        v_BxSxHxD = dense(name="value")(context_BxSxD)
+        """Returns (y_BxTxD, cache); cache is None when none was given.
+
+        `cache` is a `layers.KVCache` or `layers.cache.WindowKVCache`; the "last" scale mask
+        counts its W positions back from the cache's `context_length`.
+        """
         T, S = x_BxTxD.shape[1], context_BxSxD.shape[1]
-        # Absolute key position of the first new key, and of query 0 (traced when decoding).
-        key_start = 0 if cache is None else cache.length
-        q_offset = (S - T if self.q_offset is None else self.q_offset) + key_start
-        if self.rotary_fraction > 0:
-            q_pos = q_offset + jnp.arange(T) if q_positions_BxT is None else q_positions_BxT
-            k_pos = key_start + jnp.arange(S) if kv_positions_BxS is None else kv_positions_BxS
-            rotate = functools.partial(apply_rotary, fraction=self.rotary_fraction,
-                                       base=self.rotary_base)
-            q_BxTxHxD, k_BxSxHxD = rotate(q_BxTxHxD, q_pos), rotate(k_BxSxHxD, k_pos)
         if cache is None:
-            out_BxTxHxD = attention(q_BxTxHxD, k_BxSxHxD, v_BxSxHxD, q_offset=q_offset,
-                                    causal=self.causal, scale_window=self.scale_window,
-                                    kv_mask=kv_mask_BxS, impl=self.attention_impl)
+            q_offset = S - T if self.q_offset is None else self.q_offset
+            window, first_key = masks.scale_mask_keys(self.scale_mask, self.scale_window, S)
+            first, end, hidden = _projected_keys(T, S, q_offset, self.causal, window, first_key)
+            key_start = 0
         else:
             if self.q_offset is not None and self.q_offset != S - T:
                 raise ValueError(f"decoding puts the {T} queries at the last positions; "
                                  f"q_offset={self.q_offset} != S - T = {S - T}")
-            cache = cache.append(k_BxSxHxD, v_BxSxHxD, kv_mask_BxS)
-            out_BxTxHxD = cache.attend(q_BxTxHxD, causal=self.causal,
-                                       scale_window=self.scale_window)
+            window, first_key = masks.scale_mask_keys(self.scale_mask, self.scale_window,
+                                                      cache.context_length)
+            # Later queries look back no further than these, so the skipped keys are never
+            # needed: with a window, the last W + T - 1; "last", the block's last W at most.
+            keep = S if window is None else min(S, window + T - 1)
+            keep = keep if first_key is None else min(S, self.scale_window)
+            first, end, hidden = S - keep, S, 0
+            key_start, q_offset = cache.length, cache.length + S - T
+        context_BxKxD = context_BxSxD[:, first:end]
+        if kv_mask_BxS is not None:
+            kv_mask_BxS = kv_mask_BxS[:, first:end]
+        dense = functools.partial(nn.DenseGeneral, features=(self.num_heads, self.head_dim),
+                                  use_bias=self.use_bias, dtype=self.dtype,
+                                  param_dtype=self.param_dtype)
+        q_BxTxHxD = dense(name="query")(x_BxTxD)
+        k_BxKxHxD = dense(name="key")(context_BxKxD)
+        v_BxKxHxD = dense(name="value")(context_BxKxD)
+        if self.rotary_fraction > 0:  # absolute positions, whatever was sliced off
+            q_pos = q_offset + jnp.arange(T) if q_positions_BxT is None else q_positions_BxT
+            k_pos = (key_start + first + jnp.arange(end - first) if kv_positions_BxS is None
+                     else kv_positions_BxS[:, first:end])
+            rotate = functools.partial(apply_rotary, fraction=self.rotary_fraction,
+                                       base=self.rotary_base)
+            q_BxTxHxD, k_BxKxHxD = rotate(q_BxTxHxD, q_pos), rotate(k_BxKxHxD, k_pos)
+        if cache is None:
+            if hidden:  # "last" with W < T: keys before S - W that early queries pass over
+                shown_K = jnp.arange(end - first) >= hidden
+                kv_mask_BxS = shown_K[None] if kv_mask_BxS is None else kv_mask_BxS & shown_K
+                kv_mask_BxS = jnp.broadcast_to(kv_mask_BxS, k_BxKxHxD.shape[:2])
+            # After slicing, "last" is the plain causal offset mask over the sliced keys.
+            out_BxTxHxD = attention(q_BxTxHxD, k_BxKxHxD, v_BxKxHxD, q_offset=q_offset - first,
+                                    causal=self.causal, scale_window=window,
+                                    kv_mask=kv_mask_BxS, impl=self.attention_impl)
+        else:
+            cache = cache.append(k_BxKxHxD, v_BxKxHxD, kv_mask_BxS, skip=first)
+            out_BxTxHxD = cache.attend(q_BxTxHxD, causal=self.causal, scale_window=window,
+                                       first_key=first_key)
         y_BxTxD = nn.DenseGeneral(features=x_BxTxD.shape[-1], axis=(-2, -1),
                                   use_bias=self.use_bias, dtype=self.dtype,
                                   param_dtype=self.param_dtype, name="out")(out_BxTxHxD)
         return y_BxTxD, cache
+
+
+def _projected_keys(T: int, S: int, q_offset: int, causal: bool, window: int | None,
+                    first_key: int | None) -> tuple[int, int, int]:
+    """(first, end, hidden): project keys [first, end); hide the first `hidden` of them.
+
+    The visible span, widened down to the first query's position when "last" starts above it
+    (W < T), so that the sliced offset `q_offset - first` stays >= 0 for the block kernels.
+    """
+    span = masks.visible_key_span(T, S, q_offset=q_offset, causal=causal, scale_window=window,
+                                  first_key=first_key)
+    if span is None:  # no query sees any key: keep them all, the mask gives zeros
+        return 0, S, 0
+    first, end = span
+    lowest = max(0, min(first, q_offset))
+    return lowest, end, first - lowest
 
 
 class FeedForward(nn.Module):
@@ -97,7 +143,8 @@ def _maybe_remat(cls: type[nn.Module], remat: bool) -> type[nn.Module]:
 
 def _attention_kwargs(block: Any) -> dict[str, Any]:
     return dict(num_heads=block.num_heads, head_dim=block.head_dim, causal=block.causal,
-                scale_window=block.scale_window, attention_impl=block.attention_impl,
+                scale_window=block.scale_window, scale_mask=block.scale_mask,
+                attention_impl=block.attention_impl,
                 rotary_fraction=block.rotary_fraction, rotary_base=block.rotary_base,
                 dtype=block.dtype, param_dtype=block.param_dtype)
 
@@ -113,6 +160,7 @@ class SelfAttentionBlock(nn.Module):
     head_dim: int
     causal: bool = True
     scale_window: int | None = None
+    scale_mask: str = "sliding"
     attention_impl: str = "auto"
     rotary_fraction: float = 0.0
     rotary_base: float = 10000.0
@@ -147,6 +195,7 @@ class CrossAttentionBlock(nn.Module):
     q_offset: int | None = None
     causal: bool = True
     scale_window: int | None = None
+    scale_mask: str = "sliding"
     attention_impl: str = "auto"
     rotary_fraction: float = 0.0
     rotary_base: float = 10000.0

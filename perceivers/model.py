@@ -4,9 +4,12 @@ The last T positions of an S-long context are the latents (T = query_length, S u
 context length L). They cross-attend the whole context with the causal offset mask (query t
 sits at key position S - T + t), then a stack of causal self-attention blocks runs over the
 latents only, and the logits of the T latent positions come out. PerceiverS adds a second
-cross-attention whose keys are limited to the `scale_window` most recent tokens before each
-query, combined with the first by `cascade` (its output is the second's query input), `sum`
-or `concat` + projection. `scale_window=None` is plain Perceiver AR.
+cross-attention "limited to the last W tokens" (`scale_window`), combined with the first by
+`cascade` (its output is the second's query input), `sum` or `concat` + projection.
+`scale_window=None` is plain Perceiver AR. `scale_mask` picks the reading of the limit:
+"sliding", each latent sees the W tokens ending at its own position; "last", every latent sees
+only the context's last W positions, causally (with W = N: causal self-attention over the
+latents' own positions).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from layers import MLPBlock, MultiHeadAttention, TransformerBlock
+from layers.masks import SCALE_MASKS
 
 Dtype = Any
 COMBINATIONS = ("cascade", "sum", "concat")
@@ -43,6 +47,7 @@ class MultiScaleCrossAttention(nn.Module):
     num_heads: int
     head_dim: int
     scale_window: int | None = None
+    scale_mask: str = "sliding"
     combination: str = "cascade"
     attention_impl: str = "auto"
     rotary_fraction: float = 0.5
@@ -58,6 +63,8 @@ class MultiScaleCrossAttention(nn.Module):
         """Returns (latents, cache); cache holds "global" (and "scale") when decoding, else None."""
         if self.combination not in COMBINATIONS:
             raise ValueError(f"combination={self.combination!r}; expected one of {COMBINATIONS}")
+        if self.scale_mask not in SCALE_MASKS:
+            raise ValueError(f"scale_mask={self.scale_mask!r}; expected one of {SCALE_MASKS}")
         norm = functools.partial(nn.LayerNorm, dtype=self.dtype, param_dtype=self.param_dtype)
         drop = nn.Dropout(self.dropout_rate, deterministic=deterministic)
         context_BxSxD = norm(name="context_norm")(context_BxSxD)
@@ -67,7 +74,7 @@ class MultiScaleCrossAttention(nn.Module):
         def attend(name: str, window: int | None, x_BxTxD: jax.Array) -> jax.Array:
             out_BxTxD, new_cache[name] = attention_cls(
                 num_heads=self.num_heads, head_dim=self.head_dim, scale_window=window,
-                attention_impl=self.attention_impl, rotary_fraction=self.rotary_fraction,
+                scale_mask=self.scale_mask, attention_impl=self.attention_impl, rotary_fraction=self.rotary_fraction,
                 dtype=self.dtype, param_dtype=self.param_dtype, name=name)(
                     x_BxTxD, context_BxSxD, context_mask_BxS, None, None,
                     None if cache is None else cache[name])
@@ -108,6 +115,7 @@ class PerceiverS(nn.Module):
     num_layers: int  # self-attention blocks over the latents
     mlp_dim: int
     scale_window: int | None = None  # W; None = plain Perceiver AR
+    scale_mask: str = "sliding"  # "sliding" or "last": the reading of "the last W tokens"
     combination: str = "cascade"
     rotary_fraction: float = 0.5  # share of each head rotated (Perceiver AR: 0.5 or 0.25)
     context_dropout: float = 0.0  # probability of dropping a prefix key in training
@@ -142,7 +150,8 @@ class PerceiverS(nn.Module):
                                                   self.context_dropout)
         latents_BxTxD, cross_cache = MultiScaleCrossAttention(
             num_heads=self.num_heads, head_dim=self.d_model // self.num_heads,
-            scale_window=self.scale_window, combination=self.combination, **shared,
+            scale_window=self.scale_window, scale_mask=self.scale_mask,
+            combination=self.combination, **shared,
             name="cross_attention")(x_BxSxD[:, S - T:], x_BxSxD, cross_mask_BxS,
                                     deterministic=deterministic,
                                     cache=None if cache is None else cache["cross"])
@@ -167,23 +176,39 @@ class PerceiverS(nn.Module):
         return logits_BxTxV, {"cross": cross_cache, "latents": tuple(layer_caches)}
 
 
+def _seen_keys(context_length: int, query_length: int, lowest_key) -> int:
+    """Keys seen in all by latents t = 0..N-1 at positions L - N + t, each seeing the keys
+    from `lowest_key(position)` up to its own position (causal)."""
+    L, N = context_length, query_length
+    return sum(max(0, L - N + t + 1 - lowest_key(L - N + t)) for t in range(N))
+
+
 def flops_per_token(model: PerceiverS, context_length: int) -> float:
     """Training FLOPs (forward and backward, 3x forward) per target token, i.e. per latent.
 
-    Counts matmuls at 2 FLOPs per multiply-add, attention scores without causal savings
-    (each latent against L keys globally, W in the scale branch, N in self-attention); the
-    context's key/value projections (L tokens per N latents) are shared out over the latents.
+    Counts useful work only, at 2 FLOPs per multiply-add: attention scores and weighted values
+    for the keys each latent sees (causal; the scale branch's window), key and value
+    projections for the context positions some latent sees (globally L, in the scale branch
+    N + W - 1 "sliding" or W "last"), shared out over the N latents.
     """
     L, N, D, F = context_length, model.query_length, model.d_model, model.mlp_dim
-    branches = [L] if model.scale_window is None else [L, min(model.scale_window, L)]
+    branches = [(L, _seen_keys(L, N, lambda q: 0))]  # (keys projected, scores computed)
+    if model.scale_window is not None:
+        W = model.scale_window
+        if model.scale_mask == "last":
+            branches.append((min(W, L), _seen_keys(L, N, lambda q: max(0, L - W))))
+        else:
+            branches.append((min(N + W - 1, L), _seen_keys(L, N, lambda q: max(0, q - W + 1))))
     per_example = 0.0
-    for keys in branches:
+    for projected, seen in branches:
         per_example += 2 * 2 * N * D * D  # query and output projections
-        per_example += 2 * 2 * L * D * D  # key and value projections of the whole context
-        per_example += 2 * 2 * N * keys * D  # scores and weighted values
+        per_example += 2 * 2 * projected * D * D  # key and value projections
+        per_example += 2 * 2 * seen * D  # scores and weighted values
     if model.scale_window is not None and model.combination == "concat":
         per_example += 2 * N * 2 * D * D
     per_example += 2 * 2 * N * D * F  # the cross-attention's MLP
-    per_example += model.num_layers * (2 * 4 * N * D * D + 2 * 2 * N * D * F + 2 * 2 * N * N * D)
+    causal_pairs = N * (N + 1) // 2  # the latents' causal self-attention
+    per_example += model.num_layers * (2 * 4 * N * D * D + 2 * 2 * N * D * F
+                                       + 2 * 2 * causal_pairs * D)
     per_example += 2 * N * D * model.vocab_size  # logits
     return 3.0 * per_example / N

@@ -8,11 +8,15 @@ window, the latents' keys for each self-attention layer. Each step then appends 
 a new context key and a new latent; after N - reset_fill steps the latent cache is full, the
 window has L keys, and the next token starts a reset (Perceiver AR's latent reset). Between
 resets the cached logits equal those of one full forward pass over the window's L tokens.
+
+With a `pertok.grammar.Grammar`, every draw is restricted to the tokens PerTok's grammar allows
+next (the prompt's state carried in, the token budget respected), so a sample decodes strictly.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +24,7 @@ import numpy as np
 
 from perceivers.cache import init_cache
 from perceivers.model import PerceiverS
+from pertok.grammar import Grammar, GrammarState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,12 +81,14 @@ class Decoder:
     Args:
       reset_fill: latents kept by a reset, 1 .. N - 1 (default N // 2): more keeps the
         decoding closer to training's N latents, fewer makes resets rarer.
+      grammar: sample only what PerTok's grammar allows (None = unconstrained).
     """
 
     def __init__(self, model: PerceiverS, context_length: int, reset_fill: int | None = None,
-                 pad_id: int = 0):
+                 pad_id: int = 0, grammar: Grammar | None = None):
         N = model.query_length
         self.model, self.context_length, self.pad_id = model, context_length, pad_id
+        self.grammar = grammar
         self.reset_fill = N // 2 if reset_fill is None else reset_fill
         if not 1 <= self.reset_fill < N:
             raise ValueError(f"reset_fill={self.reset_fill} must lie in 1..query_length - 1 = "
@@ -116,25 +123,42 @@ class Decoder:
         """Append one token per row: (logits [B, V] of the next token, cache); consumes `cache`."""
         return self._step(params, jnp.asarray(token_B, jnp.int32), cache)
 
+    def prompt_state(self, prompt_BxP: np.ndarray, num_tokens: int) -> GrammarState | None:
+        """The grammar's state after the prompt (None without a grammar); ValueError if the
+        prompt breaks the grammar or cannot be finished in `num_tokens`."""
+        if self.grammar is None:
+            return None
+        return self.grammar.after_prompt(prompt_BxP, num_tokens)
+
     def generate(self, params, prompt_BxP: np.ndarray, num_tokens: int, rng: jax.Array,
-                 settings: SampleSettings = SampleSettings(),
-                 eos_id: int | None = None) -> np.ndarray:
+                 settings: SampleSettings = SampleSettings(), eos_id: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> np.ndarray:
         """int32 [B, num_tokens] tokens after the prompt; after a row's EOS, `pad_id`.
 
-        The same rng, prompt and settings give the same tokens.
+        The same rng, prompt and settings give the same tokens. With a grammar, the tokens
+        continue the prompt's grammatical state and the rows end where they may end.
+
+        Args:
+          progress: called with the number of tokens generated so far after each chunk.
         """
         if num_tokens < 1:
             raise ValueError(f"num_tokens={num_tokens} must be positive")
         tokens_BxP = np.asarray(prompt_BxP, np.int32)
         prompt_length, done = tokens_BxP.shape[1], 0
+        rules = self.prompt_state(tokens_BxP, num_tokens)
         logits_BxFxV, cache = self.prefill(params, tokens_BxP)
+        # Placed like the chunk's own output, so the second chunk reuses the first's program.
+        rules = None if rules is None else jax.device_put(rules, logits_BxFxV.sharding)
         while True:
             steps = min(self.steps_per_reset, num_tokens - done - 1)
-            chunk_BxK = self._chunk(params, cache, logits_BxFxV[:, -1],
-                                    jax.random.fold_in(rng, done), jnp.float32(settings.temperature),
-                                    jnp.float32(settings.top_p), steps=steps, top_k=settings.top_k)
+            chunk_BxK, rules = self._chunk(
+                params, cache, logits_BxFxV[:, -1], jax.random.fold_in(rng, done),
+                jnp.float32(settings.temperature), jnp.float32(settings.top_p), rules,
+                jnp.int32(num_tokens - done), steps=steps, top_k=settings.top_k)
             tokens_BxP = np.concatenate([tokens_BxP, np.asarray(chunk_BxK)], axis=1)
             done += steps + 1
+            if progress is not None:
+                progress(done)
             ended = eos_id is not None and (tokens_BxP[:, prompt_length:] == eos_id).any(1).all()
             if done >= num_tokens or ended:
                 break
@@ -151,21 +175,30 @@ class Decoder:
                                                query_length=1, cache=cache)
         return logits_Bx1xV[:, 0], cache
 
-    def _chunk_fn(self, params, cache, logits_BxV, rng, temperature, top_p, *, steps: int,
-                  top_k: int):
-        """`steps` times draw a token and step it in, then draw one more: tokens [B, steps + 1]."""
-        draw = functools.partial(sample_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+    def _chunk_fn(self, params, cache, logits_BxV, rng, temperature, top_p, rules, remaining,
+                  *, steps: int, top_k: int):
+        """`steps` times draw a token and step it in, then draw one more: (tokens [B, steps + 1],
+        grammar state). `remaining`: the budget left at the chunk's first token."""
+        sample = functools.partial(sample_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
 
-        def body(carry, step_rng):
-            cache, logits_BxV = carry
-            token_B = draw(step_rng, logits_BxV)
+        def draw(step_rng, logits_BxV, rules, index):
+            if self.grammar is None:
+                return sample(step_rng, logits_BxV), rules
+            allowed_BxV = self.grammar.allowed(rules, remaining - index, xp=jnp)
+            token_B = sample(step_rng, jnp.where(allowed_BxV, logits_BxV.astype(jnp.float32), -jnp.inf))
+            return token_B, self.grammar.advance(rules, token_B, xp=jnp)
+
+        def body(carry, inputs):
+            (cache, logits_BxV, rules), (step_rng, index) = carry, inputs
+            token_B, rules = draw(step_rng, logits_BxV, rules, index)
             logits_BxV, cache = self._step_fn(params, token_B, cache)
-            return (cache, logits_BxV), token_B
+            return (cache, logits_BxV, rules), token_B
 
         step_rngs = jax.random.split(rng, steps + 1)
-        (_, logits_BxV), tokens_KxB = jax.lax.scan(body, (cache, logits_BxV), step_rngs[:-1])
-        last_B = draw(step_rngs[-1], logits_BxV)
-        return jnp.concatenate([tokens_KxB.T, last_B[:, None]], axis=1)
+        (_, logits_BxV, rules), tokens_KxB = jax.lax.scan(
+            body, (cache, logits_BxV, rules), (step_rngs[:-1], jnp.arange(steps)))
+        last_B, rules = draw(step_rngs[-1], logits_BxV, rules, steps)
+        return jnp.concatenate([tokens_KxB.T, last_B[:, None]], axis=1), rules
 
 
 def _pad_after(tokens_BxT: np.ndarray, eos_id: int | None, pad_id: int, length: int) -> np.ndarray:

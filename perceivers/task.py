@@ -9,9 +9,11 @@ import numpy as np
 import optax
 
 from layers import IMPLEMENTATIONS, rotary_dim, transformer_config_errors
+from layers.masks import SCALE_MASKS
 from perceivers.model import COMBINATIONS, PerceiverS, flops_per_token
 from perceivers.sample import Decoder
 from perceivers.segmentation import SEGMENTATIONS, make_sampler
+from pertok.grammar import Grammar
 
 
 def build_model(model, vocab_size: int) -> PerceiverS:
@@ -20,6 +22,7 @@ def build_model(model, vocab_size: int) -> PerceiverS:
         vocab_size=vocab_size, query_length=model.query_length, d_model=model.d_model,
         num_heads=model.num_heads, num_layers=model.num_layers, mlp_dim=model.mlp_dim,
         scale_window=model.scale_window or None, combination=model.combination,
+        scale_mask=model.get("scale_mask", "sliding"),  # configs saved before it: sliding
         rotary_fraction=model.rotary_fraction, context_dropout=model.context_dropout,
         dropout_rate=model.dropout, attention_impl=model.attention_impl, remat=model.remat,
         dtype=jnp.dtype(model.dtype))
@@ -69,12 +72,14 @@ class PerceiverSTask:
         return make_sampler(self.segmentation, pieces, self.context_length, self.query_length,
                             self.pad_id, self.bos_id, self.eos_id)
 
-    def decoder(self, reset_fill: int | None = None) -> Decoder:
-        """A cached decoder of this model (`reset_fill` 0 or None = N // 2)."""
-        return Decoder(self.model, self.context_length, reset_fill or None, self.pad_id)
+    def decoder(self, reset_fill: int | None = None, grammar: Grammar | None = None) -> Decoder:
+        """A cached decoder of this model (`reset_fill` 0 or None = N // 2), sampling under
+        `grammar` (a `pertok.grammar.Grammar`; None = unconstrained)."""
+        return Decoder(self.model, self.context_length, reset_fill or None, self.pad_id, grammar)
 
-    def flops_per_token(self) -> float:
-        return flops_per_token(self.model, self.context_length)
+    def flops_per_token(self, context_length: int | None = None) -> float:
+        """Per target token at the full context, or at `context_length` (a length bucket)."""
+        return flops_per_token(self.model, context_length or self.context_length)
 
     def tokens_per_example(self) -> int:
         return self.query_length
@@ -92,6 +97,8 @@ class PerceiverSTask:
         check(c.scale_window >= 0, f"model.scale_window={c.scale_window} must be >= 0 (0 = none)")
         check(c.combination in COMBINATIONS,
               f"model.combination={c.combination!r} must be one of {COMBINATIONS}")
+        check(c.get("scale_mask", "sliding") in SCALE_MASKS,
+              f"model.scale_mask={c.get('scale_mask')!r} must be one of {SCALE_MASKS}")
         check(self.segmentation in SEGMENTATIONS,
               f"data.segmentation={self.segmentation!r} must be one of {SEGMENTATIONS}")
         check(0 <= c.context_dropout < 1,

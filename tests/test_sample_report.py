@@ -11,7 +11,7 @@ from pertok.synthetic import write_corpus
 from training.data import is_validation
 
 
-def test_samples_are_compared_with_the_validation_split(tmp_path):
+def test_samples_are_compared_with_the_validation_split(tmp_path, capsys):
     midi_dir = tmp_path / "midi"
     write_corpus(midi_dir, 8, seed=3)
     store = build_store(midi_dir, tmp_path / "store", workers=1, progress=False)
@@ -19,6 +19,10 @@ def test_samples_are_compared_with_the_validation_split(tmp_path):
                                                  "builtin_pieces": 0, "valid_fraction": 0.5}})
     workdir = tmp_path / "run"
     assert report_samples(config, str(workdir), store) is None  # no samples yet
+    write_corpus(workdir / "samples", 1, seed=9)  # one sample: too few, one line, no error
+    assert report_samples(config, str(workdir), store) is None
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and "skipped" in said[0]
     write_corpus(workdir / "samples", 3, seed=9)
     report = report_samples(config, str(workdir), store)
     written = json.loads((workdir / "eval" / "report" / "report.json").read_text())

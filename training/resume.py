@@ -53,8 +53,16 @@ def config_changes(saved: dict, current: dict, only_model: bool = False) -> dict
     for key in sorted(saved.keys() | current.keys()):
         relevant = _matches(key, MODEL_KEYS) if only_model else not _matches(key, FREE_TO_CHANGE)
         old, new = saved.get(key, _ABSENT), current.get(key, _ABSENT)
-        if relevant and old != new and (key != DATA_KEY or _ABSENT not in (old, new)):
-            changes[key] = [old, new]
+        if not relevant or old == new:
+            continue
+        if _ABSENT in (old, new):
+            # A field the code gained or lost since the checkpoint: new fields default to the
+            # behaviour the code had without them (e.g. model.scale_mask="sliding"), so an
+            # older run resumes; said once, never refused.
+            logging.warning("config key %s is %s the checkpoint's config (now %s)", key,
+                            "not in" if old == _ABSENT else "only in", json.dumps(new))
+            continue
+        changes[key] = [old, new]
     return changes
 
 

@@ -24,6 +24,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.query_length = 64 if tiny else 1024  # N: latents, the positions trained per example
     c.model.scale_window = 64 if tiny else 1024  # W of the second cross-attention; 0 = none
     c.model.combination = "cascade"  # how the two cross-attentions combine: cascade, sum, concat
+    # Reading of "limited to the last W tokens": "sliding" (each latent sees the W tokens up to
+    # its own position) or "last" (the context's last W positions, causally; W = N makes it a
+    # causal self-attention over the latents' own positions).
+    c.model.scale_mask = "sliding"
     c.model.d_model = 64 if tiny else 1024 if paper else 512  # residual stream width
     c.model.num_layers = 2 if tiny else 12 if paper else 8  # self-attention blocks over latents
     c.model.num_heads = 4 if tiny else 16 if paper else 8  # attention heads; must divide d_model
@@ -37,6 +41,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     add_harness(c, variant)  # data, train, eval, checkpoint, mesh, distributed: harness.py
     c.data.segmentation = "effective"  # examples per piece: effective, fixed, random_crop
+    # Context-length buckets L/2^(b-1) .. L: each batch one length, its own compiled step, so
+    # short contexts are not padded to L (effective/fixed; training.data.BucketedStepSampler).
+    c.data.buckets = 1 if tiny else 4  # 1 = every batch at L
     c.train.batch_size = 16 if tiny else 32  # global examples per update (all processes)
     c.train.learning_rate = 2e-3 if tiny else 3e-4  # peak AdamW learning rate
     c.train.warmup_steps = 30 if tiny else 2000  # linear warmup from 0 to the peak
@@ -54,6 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample.top_p = 0.95  # nucleus: the fewest tokens reaching this probability; 1 = all
     c.sample.reset_fill = 0  # latents kept when the latent cache resets; 0 = query_length // 2
     c.sample.seed = 0  # sampling seed; the same seed and checkpoint give the same sample
+    c.sample.grammar = True  # sample only what PerTok's grammar allows, so every token decodes
 
     c.lock()
     return c
@@ -62,13 +70,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def sweep(add) -> None:
     """The paper's ablations around `base`, one axis at a time (run them with `:base`).
 
-    Scale window {512, 1024, 2048, none (0)}, combination {cascade, sum, concat}, segmentation
-    {effective, fixed, random_crop}, context length {4096, 8192, 16384, 32768}: the point
-    equal to `base` (W 1024, cascade, effective, L 8192) once, then every other value alone.
+    Scale window {512, 1024, 2048, none (0)}, combination {cascade, sum, concat}, scale mask
+    {sliding, last}, segmentation {effective, fixed, random_crop}, context length {4096, 8192,
+    16384, 32768}: the point equal to `base` (W 1024, cascade, sliding, effective, L 8192)
+    once, then every other value alone.
     """
     axes = {
         "model.scale_window": (512, 1024, 2048, 0),
         "model.combination": ("cascade", "sum", "concat"),
+        "model.scale_mask": ("sliding", "last"),
         "data.segmentation": ("effective", "fixed", "random_crop"),
         "model.context_length": (4096, 8192, 16384, 32768),
     }

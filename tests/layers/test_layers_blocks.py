@@ -58,14 +58,19 @@ def test_encoder_block_sees_the_future():
     assert support.all()
 
 
-@pytest.mark.parametrize("scale_window", [None, 3])
-def test_cross_attention_latents_sit_at_the_end(scale_window):
+@pytest.mark.parametrize("scale_window, scale_mask", [(None, "sliding"), (3, "sliding"),
+                                                      (3, "last"), (6, "last")])
+def test_cross_attention_latents_sit_at_the_end(scale_window, scale_mask):
     S, latents = 12, 4
     context, x = normal(3, (B, S, WIDTH)), normal(4, (B, latents, WIDTH))
-    block = CrossAttentionBlock(HEADS, HEAD_DIM, scale_window=scale_window, rotary_fraction=1.0)
+    block = CrossAttentionBlock(HEADS, HEAD_DIM, scale_window=scale_window, scale_mask=scale_mask,
+                                rotary_fraction=1.0)
     params = init(block, x, context)
-    expected = np.asarray(masks.attention_mask(latents, S, q_offset=S - latents,
-                                               scale_window=scale_window))[0, 0]
+    if scale_mask == "last":  # W = 3 < 4 latents: the first latent sees nothing
+        expected = np.asarray(masks.last_window_mask(latents, S, scale_window, S - latents))
+    else:
+        expected = np.asarray(masks.attention_mask(latents, S, q_offset=S - latents,
+                                                   scale_window=scale_window))[0, 0]
     support = _input_gradient_support(lambda c: block.apply(params, x, c), context, range(latents))
     for t, touched in support:
         np.testing.assert_array_equal(touched, np.broadcast_to(expected[t], (B, S)))
@@ -129,10 +134,26 @@ def test_cached_decoding_equals_full_forward():
     np.testing.assert_allclose(jnp.concatenate(outs, 1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_cross_attention_cache_grows_with_the_context():
+@pytest.mark.parametrize("scale_mask", ["sliding", "last"])
+def test_window_branch_projects_only_the_keys_some_query_sees(scale_mask):
+    """Of S = 40 context positions, 4 latents and W = 6: keys and values are projected for
+    4 + 6 - 1 = 9 positions ("sliding") or the last 6 ("last"), never for all 40."""
+    S, latents, W = 40, 4, 6
+    context, x = normal(14, (B, S, WIDTH)), normal(15, (B, latents, WIDTH))
+    block = CrossAttentionBlock(HEADS, HEAD_DIM, scale_window=W, scale_mask=scale_mask)
+    params = init(block, x, context)
+    jaxpr = jax.make_jaxpr(lambda c: block.apply(params, x, c))(context)
+    projected = {eqn.invars[0].aval.shape[1] for eqn in jaxpr.eqns
+                 if eqn.primitive.name == "dot_general" and eqn.invars[0].aval.ndim == 3}
+    assert max(projected) == {"sliding": latents + W - 1, "last": W}[scale_mask], projected
+
+
+@pytest.mark.parametrize("scale_mask", ["sliding", "last"])
+def test_cross_attention_cache_grows_with_the_context(scale_mask):
     # Perceiver-AR decoding: each new token joins the context; its latent is the newest query.
     x = normal(12, (B, T, WIDTH))
-    block = CrossAttentionBlock(HEADS, HEAD_DIM, scale_window=4, rotary_fraction=0.5)
+    block = CrossAttentionBlock(HEADS, HEAD_DIM, scale_window=4, scale_mask=scale_mask,
+                                rotary_fraction=0.5)
     params = init(block, x, x)
     full = fast_jit(block.apply)(params, x, x)
     step = fast_jit(lambda x_t, cache: block.apply(params, x_t, x_t, cache=cache))

@@ -65,6 +65,48 @@ def test_window_at_least_s_equals_causal(window):
                                   _np(masks.causal_mask(3, 5, q_offset=2)))
 
 
+def test_last_window_mask_with_w_equal_t_is_causal_over_the_queries_own_positions():
+    # T = W = 3 queries at key positions 3, 4, 5 of S = 6: keys 3.. only, causally.
+    expected = [[0, 0, 0, 1, 0, 0],
+                [0, 0, 0, 1, 1, 0],
+                [0, 0, 0, 1, 1, 1]]
+    np.testing.assert_array_equal(_np(masks.last_window_mask(3, 6, 3, q_offset=3)), expected)
+
+
+def test_last_window_mask_differs_from_the_sliding_window():
+    # W = 4, T = 4 at positions 2..5 of S = 6: "last" sees keys 2.. (fixed), "sliding" the 4
+    # keys ending at each query.
+    last = [[0, 0, 1, 0, 0, 0],
+            [0, 0, 1, 1, 0, 0],
+            [0, 0, 1, 1, 1, 0],
+            [0, 0, 1, 1, 1, 1]]
+    sliding = [[1, 1, 1, 0, 0, 0],
+               [1, 1, 1, 1, 0, 0],
+               [0, 1, 1, 1, 1, 0],
+               [0, 0, 1, 1, 1, 1]]
+    np.testing.assert_array_equal(_np(masks.last_window_mask(4, 6, 4, q_offset=2)), last)
+    np.testing.assert_array_equal(_np(masks.scale_window_mask(4, 6, 4, q_offset=2)), sliding)
+
+
+def test_last_window_shorter_than_the_queries_leaves_early_queries_blind():
+    # W = 2 < T = 4: keys 4 and 5 only; queries at 2 and 3 see nothing.
+    expected = [[0, 0, 0, 0, 0, 0],
+                [0, 0, 0, 0, 0, 0],
+                [0, 0, 0, 0, 1, 0],
+                [0, 0, 0, 0, 1, 1]]
+    np.testing.assert_array_equal(_np(masks.last_window_mask(4, 6, 2, q_offset=2)), expected)
+
+
+def test_scale_mask_keys_per_reading():
+    assert masks.scale_mask_keys("sliding", 4, 10) == (4, None)
+    assert masks.scale_mask_keys("last", 4, 10) == (None, 6)
+    assert masks.scale_mask_keys("last", None, 10) == (None, None)
+    via_keys = masks.attention_mask(4, 6, q_offset=2, first_key=2)[0, 0]
+    np.testing.assert_array_equal(_np(via_keys), _np(masks.last_window_mask(4, 6, 4, q_offset=2)))
+    with pytest.raises(ValueError, match="scale_mask='fixed'"):
+        masks.scale_mask_keys("fixed", 4, 10)
+
+
 def test_left_padding_mask():
     expected = [[0, 0, 1, 1],
                 [1, 1, 1, 1],
@@ -110,8 +152,9 @@ def test_bad_windows_raise():
 
 @settings(max_examples=200, deadline=None)
 @given(T=st.integers(1, 12), S=st.integers(1, 20), q_offset=st.integers(0, 30),
-       causal=st.booleans(), window=st.one_of(st.none(), st.integers(1, 25)))
-def test_visible_key_span_is_tight(T, S, q_offset, causal, window):
+       causal=st.booleans(), window=st.one_of(st.none(), st.integers(1, 25)),
+       first_key=st.one_of(st.none(), st.integers(0, 25)))
+def test_visible_key_span_is_tight(T, S, q_offset, causal, window, first_key):
     window = window if causal else None
     q_pos, k_pos = q_offset + np.arange(T)[:, None], np.arange(S)  # the definition
     mask = np.ones((T, S), bool)
@@ -119,7 +162,10 @@ def test_visible_key_span_is_tight(T, S, q_offset, causal, window):
         mask &= k_pos <= q_pos
     if window is not None:
         mask &= k_pos > q_pos - window
-    span = masks.visible_key_span(T, S, q_offset=q_offset, causal=causal, scale_window=window)
+    if first_key is not None:
+        mask &= k_pos >= first_key
+    span = masks.visible_key_span(T, S, q_offset=q_offset, causal=causal, scale_window=window,
+                                  first_key=first_key)
     seen_keys = np.flatnonzero(mask.any(axis=0))
     if span is None:
         assert seen_keys.size == 0

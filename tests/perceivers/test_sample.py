@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from perceivers import Decoder, SampleSettings, filter_logits, sample_tokens
+from perceivers import Decoder, PerceiverS, SampleSettings, filter_logits, sample_tokens
+from pertok import TokenType
 from tests.perceivers import tiny
 from tests.perceivers.tiny import L, N, VARIANTS, full_forward, model_and_params, random_tokens
 
@@ -104,3 +105,29 @@ def test_decoder_refuses_a_reset_fill_outside_1_to_N_minus_1():
     for fill in (0, N):
         with pytest.raises(ValueError, match="reset_fill"):
             Decoder(model, L, reset_fill=fill)
+
+
+def test_sampling_under_the_grammar_continues_the_prompt_and_decodes_strictly():
+    """An untrained model (random logits), a prompt cut inside a note, several latent resets."""
+    from pertok import PerTok
+    from pertok.grammar import Grammar
+
+    tokenizer = PerTok()
+    model = PerceiverS(vocab_size=tokenizer.vocab_size, query_length=N, d_model=16, num_heads=2,
+                       num_layers=1, mlp_dim=32, scale_window=4)
+    params = tiny.fast_compile(lambda key: model.init(key, jnp.zeros((1, L), jnp.int32))["params"],
+                               jax.random.key(3))(jax.random.key(3))
+    decoder = Decoder(model, L, reset_fill=FILL, grammar=Grammar(tokenizer, "full"))
+    names = ["Bar", "Program_0", "Pitch_60", "MicroTiming_0"]  # a note still waiting for its Velocity
+    prompt = np.array([[tokenizer.bos_id] + [tokenizer.vocab.ids[n] for n in names]] * 3)
+    seen = []
+    out = decoder.generate(params, prompt, 40, jax.random.key(0), SampleSettings(top_p=0.9),
+                           eos_id=tokenizer.eos_id, progress=seen.append)
+    assert out.shape == (3, 40) and seen[-1] == 40 and seen == sorted(seen)
+    for row in out:
+        assert tokenizer.token_types(row[:1])[0] == TokenType.VELOCITY  # the prompt's note goes on
+        tokenizer.decode(np.concatenate([prompt[0], row]), strict=True)
+    with pytest.raises(ValueError, match="breaks PerTok's grammar at token 1"):
+        decoder.generate(params, prompt[:, [0, 2]], 8, jax.random.key(0))  # Program before Bar
+    with pytest.raises(ValueError, match="needs 2 more tokens; 1 is too few"):
+        decoder.generate(params, prompt, 1, jax.random.key(0))

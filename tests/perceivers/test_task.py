@@ -76,8 +76,9 @@ def test_config_variants_are_locked_and_the_sweep_lists_its_points():
     assert _config("paper").model.context_length == 32768
     assert _config("paper").model.query_length == 1024
     sweep = points(f"{CONFIG}:base")
-    assert sweep[0] == {} and len(sweep) == 11  # the base point, then 3 + 2 + 2 + 3 others
+    assert sweep[0] == {} and len(sweep) == 12  # the base point, then 3 + 2 + 1 + 2 + 3 others
     assert {"model.scale_window": 0} in sweep and {"data.segmentation": "fixed"} in sweep
+    assert {"model.scale_mask": "last"} in sweep
     assert len({tuple(sorted(p.items())) for p in sweep}) == len(sweep)
 
 
@@ -106,4 +107,5 @@ def test_train_two_steps_then_generate_writes_midi(tmp_path, capsys):
     assert [os.path.basename(p) for p in paths] == ["step2-seed0-0.mid", "step2-seed0-1.mid"]
     assert all(os.path.getsize(p) > 0 for p in paths)
     printed = capsys.readouterr().out
-    assert printed.count("token error rate") == 2 and paths[0] in printed
+    assert printed.count("0 of the generated tokens dropped by decoding (sampled under PerTok's "
+                         "grammar)") == 2 and paths[0] in printed

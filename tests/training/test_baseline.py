@@ -5,7 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from baseline import CausalTransformer, LMTask, flops_per_token
+from baseline import CausalTransformer, LMDecoder, LMTask, flops_per_token
 
 
 def _model_config(**values):
@@ -50,3 +50,35 @@ def test_flops_per_token_and_config_checks():
         LMTask(_model_config(num_heads=3), 20, 8).validate()
     with pytest.raises(ValueError, match="model.dtype"):
         LMTask(_model_config(dtype="float16"), 20, 8).validate()
+
+
+def test_greedy_sampling_follows_the_sliding_window_argmax():
+    model = CausalTransformer(vocab_size=20, context_length=8, d_model=16, num_layers=1,
+                              num_heads=2, mlp_dim=32)
+    prompt = np.array([[1, 5, 6], [1, 9, 4]], np.int32)
+    params = jax.jit(model.init)(jax.random.key(0), np.zeros((1, 8), np.int32))["params"]
+    out = LMDecoder(model, chunk=4).generate(params, prompt, 10, jax.random.key(0), temperature=0.0)
+    tokens = np.concatenate([prompt, out], axis=1)
+    apply = jax.jit(lambda ids: model.apply({"params": params}, ids))
+    for n in range(3, 13):  # the token at n from the (up to) 8 tokens before it
+        window = tokens[:, max(n - 8, 0):n]
+        padded = np.pad(window, ((0, 0), (0, 8 - window.shape[1])))
+        expected = np.asarray(apply(padded))[:, window.shape[1] - 1].argmax(-1)
+        np.testing.assert_array_equal(tokens[:, n], expected)
+
+
+def test_sampling_under_the_grammar_decodes_strictly():
+    from pertok import PerTok
+    from pertok.grammar import Grammar
+
+    tokenizer = PerTok()
+    model = CausalTransformer(vocab_size=tokenizer.vocab_size, context_length=8, d_model=16,
+                              num_layers=1, num_heads=2, mlp_dim=32)
+    params = jax.jit(model.init)(jax.random.key(0), np.zeros((1, 8), np.int32))["params"]
+    decoder = LMDecoder(model, Grammar(tokenizer, "full"), chunk=12)
+    seen = []
+    out = decoder.generate(params, np.ones((3, 1), np.int32), 30, jax.random.key(1),
+                           eos_id=tokenizer.eos_id, progress=seen.append)
+    assert out.shape == (3, 30) and seen == [12, 24, 30]
+    for row in out:
+        assert tokenizer.decode(row, strict=True).note_num() > 0
