@@ -1,0 +1,138 @@
+"""Walk the README: every command line in its ```bash blocks runs from a fresh state, in the
+README's order, at tiny sizes (few steps, few tokens, the built-in corpus).
+
+The commands are read from README.md itself, so a command that is documented and broken fails
+here. Placeholders (IN.mid, DIR, ...) become small generated files; `[optional]` parts are
+dropped; real-data folders (../shared/midi) become a generated folder; a run's size is shrunk
+with `--config.` overrides appended to the documented line. Nothing runs twice: a command equal
+to an earlier one after these rewrites is skipped.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+# Appended to every documented `experiments.main` line: sizes a 2-core CI machine runs in seconds.
+SHRINK = {
+    "train": ["--config.train.steps=4", "--config.train.warmup_steps=1", "--config.train.log_every=2", "--config.eval.every=4",
+              "--config.eval.batches=1", "--config.checkpoint.every=4", "--config.data.builtin_pieces=8"],
+    "eval": ["--config.eval.batches=1", "--config.data.builtin_pieces=8"],
+    "generate:perceivers": ["--config.sample.num_tokens=24"],
+    "generate:lm": ["--config.sample.num_tokens=24"],
+    "generate:cadenza": ["--config.generate.num_ideas=2"],
+    "vary:cadenza": ["--config.vary.num_variations=2"],
+}
+
+
+def readme_commands(readme: str) -> list[str]:
+    """The shell commands of the README's bash blocks, continuations joined, `&&` split."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("#"):  # a line of example output
+                continue
+            commands += [part.strip() for part in line.split("&&") if part.strip()]
+    return commands
+
+
+class Walk:
+    """Rewrites the README's lines for a temporary folder and runs them in order."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.midi = tmp / "midi"  # a few built-in pieces stand in for every MIDI placeholder
+        self.seen: set[str] = set()
+        subprocess.run([sys.executable, "-m", "pertok.synthetic", "--out", str(self.midi),
+                        "--num_pieces", "4"], check=True, cwd=REPO, capture_output=True)
+        first = sorted(self.midi.glob("*.mid"))[0]
+        self.placeholders = {
+            "IN.mid": str(first), "INPUT.mid": str(first), "VARIATION.mid": str(first),
+            "OUT.json": str(tmp / "tokens.json"), "IN.json": str(tmp / "tokens.json"),
+            "OUT.mid": str(tmp / "out.mid"), "DIR": str(self.midi), "STORE": str(tmp / "store"),
+            "GEN_DIR": str(self.midi), "REF_DIR": str(self.midi), "OUTDIR": str(tmp / "report"),
+            "CFG.json": str(tmp / "store" / "tokenizer.json"), "N": "4", "S": "1",
+        }
+
+    def rewrite(self, command: str) -> list[str] | None:
+        """The argv to run for a README line, or None when there is nothing (new) to run."""
+        command = re.sub(r"\s\[[^\]]*\]", "", command)  # optional parts
+        command = re.sub(r"\.\./shared/midi/\S*", str(self.midi), command)
+        command = re.sub(r"(?<![\w/.-])(runs/|/tmp/)",
+                         lambda m: f"{self.tmp}/{'runs/' if m.group(1) == 'runs/' else ''}", command)
+        command = command.replace("builtin-64", "builtin-8")
+        argv = [self.placeholders.get(word, word) for word in shlex.split(command)]
+        if argv[:1] == ["pip"] or argv == ["pytest"]:
+            return None  # the install is CI's own first step; the tests are this run
+        key = " ".join(argv)
+        if key in self.seen:
+            return None
+        self.seen.add(key)
+        if argv[:1] == ["python"]:
+            argv[0] = sys.executable
+        if argv[1:3] == ["-m", "experiments.main"]:
+            argv += self._shrink(argv)
+        return argv
+
+    def _shrink(self, argv: list[str]) -> list[str]:
+        flags = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
+        mode = flags.get("mode", "train")
+        task = Path(flags["config"].split(":")[0]).stem
+        extra = [f"--config.data.cache_dir={self.tmp}/runs/cache"] if task != "cadenza" else [
+            f"--config.composer_workdir={self.tmp}/runs/composer-tiny",
+            f"--config.performer_workdir={self.tmp}/runs/performer-tiny"]
+        return extra + SHRINK.get(f"{mode}:{task}", SHRINK.get(mode, []))
+
+    def run(self, argv: list[str]) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_every_readme_command_runs_in_order(tmp_path):
+    walk = Walk(tmp_path)
+    commands = readme_commands((REPO / "README.md").read_text())
+    assert len(commands) >= 20, "the README's command blocks were not found"
+    ran = []
+    for command in commands:
+        argv = walk.rewrite(command)
+        if argv is None:
+            continue
+        result = walk.run(argv)
+        assert result.returncode == 0, (
+            f"README command failed: {command}\nran: {shlex.join(argv)}\n"
+            f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        ran.append(command)
+    assert any("--mode=eval" in c for c in ran) and any("--mode=generate" in c for c in ran)
+
+
+@pytest.mark.parametrize("config", ["lm", "perceivers", "composer", "performer", "cadenza"])
+def test_check_mode_of_every_config(config):
+    result = subprocess.run([sys.executable, "-m", "experiments.main",
+                             f"--config=experiments/configs/{config}.py:tiny", "--workdir=unused",
+                             "--mode=check"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "valid" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.train.steps=abc"], "invalid literal for int"),
+    (["--config.train.stepz=3"], "nearest valid keys: train.steps"),
+    (["--mode=vary"], "its modes: train, eval, check, generate"),
+])
+def test_user_errors_are_one_line(args, message):
+    result = subprocess.run([sys.executable, "-m", "experiments.main",
+                             "--config=experiments/configs/lm.py:tiny", "--workdir=unused", *args],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
