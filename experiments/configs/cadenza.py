@@ -13,11 +13,11 @@ import ml_collections
 
 from experiments.configs.harness import check_variant
 
-VARIANTS = ("tiny", "base")
+VARIANTS = ("tiny", "small", "base")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """Variants: `tiny` and `base` (default) point at the workdirs of the same variants."""
+    """Variants: `tiny`, `small` and `base` (default) point at the workdirs of the same variants."""
     variant = check_variant("cadenza.py", arg, VARIANTS)
     c = ml_collections.ConfigDict()
     c.task = "cadenza"  # experiments/tasks.py routes the vary and generate modes by it
@@ -40,6 +40,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.perform = ml_collections.ConfigDict()
     c.perform.temperature = 0.7  # Performer sampling temperature; 0 = most likely timing/velocity
+    c.perform.rounds = 8  # rounds of iterative decoding: the most confident slots are kept first
+    c.perform.velocity = 0  # dynamic level, a MIDI velocity 1-127; 0 = the input's (vary) or none
 
     c.lock()
     return c

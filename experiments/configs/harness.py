@@ -59,6 +59,21 @@ def add_harness(c: ml_collections.ConfigDict, variant: str) -> ml_collections.Co
     return c
 
 
+def add_sample(c: ml_collections.ConfigDict, num_tokens: int) -> ml_collections.ConfigDict:
+    """The `sample` block of `--mode=generate` for autoregressive models (lm, perceivers)."""
+    c.sample = ml_collections.ConfigDict()
+    c.sample.prompt = ""  # MIDI file to continue (tokenized with PerTok); "" = from nothing
+    c.sample.prompt_tokens = 0  # use only the first this many prompt tokens; 0 = all
+    c.sample.num_tokens = num_tokens  # tokens to generate after the prompt
+    c.sample.num_samples = 1  # samples drawn at once (one MIDI file each)
+    c.sample.temperature = 1.0  # 0 = greedy
+    c.sample.top_k = 0  # keep the k most likely tokens; 0 = all
+    c.sample.top_p = 0.95  # nucleus: the fewest tokens reaching this probability; 1 = all
+    c.sample.seed = 0  # sampling seed; the same seed and checkpoint give the same sample
+    c.sample.grammar = True  # sample only what PerTok's grammar allows, so every token decodes
+    return c.sample
+
+
 def new_config(task: str, file_name: str, arg: str | None,
                variants: tuple[str, ...]) -> tuple[ml_collections.ConfigDict, str]:
     """A config with its task, seed and an empty model block, and the variant asked for."""

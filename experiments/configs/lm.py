@@ -6,7 +6,7 @@ that PerceiverS (long context, two cross-attentions) is measured against.
 """
 import ml_collections
 
-from experiments.configs.harness import add_harness, new_config
+from experiments.configs.harness import add_harness, add_sample, new_config
 
 VARIANTS = ("tiny", "base")
 
@@ -25,16 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     add_harness(c, variant)  # data, train, eval, checkpoint, mesh, distributed: harness.py
 
-    c.sample = ml_collections.ConfigDict()  # --mode=generate (experiments/lm.py)
-    c.sample.prompt = ""  # MIDI file to continue (tokenized with PerTok); "" = from nothing
-    c.sample.prompt_tokens = 0  # use only the first this many prompt tokens; 0 = all
-    c.sample.num_tokens = 512 if tiny else 2048  # tokens to generate after the prompt
-    c.sample.num_samples = 1  # samples drawn at once (one MIDI file each)
-    c.sample.temperature = 1.0  # 0 = greedy
-    c.sample.top_k = 0  # keep the k most likely tokens; 0 = all
-    c.sample.top_p = 0.95  # nucleus: the fewest tokens reaching this probability; 1 = all
-    c.sample.seed = 0  # sampling seed; the same seed and checkpoint give the same sample
-    c.sample.grammar = True  # sample only what PerTok's grammar allows, so every token decodes
+    add_sample(c, num_tokens=512 if tiny else 2048)  # --mode=generate (experiments/lm.py)
 
     c.lock()
     return c

@@ -10,7 +10,7 @@ override cannot set an int field to None.
 """
 import ml_collections
 
-from experiments.configs.harness import add_harness, new_config
+from experiments.configs.harness import add_harness, add_sample, new_config
 
 VARIANTS = ("tiny", "base", "paper")
 
@@ -51,17 +51,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.batches = 8 if tiny else 50  # fixed validation batches per pass
     c.eval.batch_size = 16 if tiny else 32  # examples per validation batch (all processes)
 
-    c.sample = ml_collections.ConfigDict()
-    c.sample.prompt = ""  # MIDI file to continue (tokenized with PerTok); "" = from nothing
-    c.sample.prompt_tokens = 0  # use only the first this many prompt tokens; 0 = all
-    c.sample.num_tokens = 1024 if tiny else 4096  # tokens to generate after the prompt
-    c.sample.num_samples = 1  # samples drawn at once (one MIDI file each)
-    c.sample.temperature = 1.0  # 0 = greedy
-    c.sample.top_k = 0  # keep the k most likely tokens; 0 = all
-    c.sample.top_p = 0.95  # nucleus: the fewest tokens reaching this probability; 1 = all
+    add_sample(c, num_tokens=1024 if tiny else 4096)  # --mode=generate (experiments/perceivers.py)
     c.sample.reset_fill = 0  # latents kept when the latent cache resets; 0 = query_length // 2
-    c.sample.seed = 0  # sampling seed; the same seed and checkpoint give the same sample
-    c.sample.grammar = True  # sample only what PerTok's grammar allows, so every token decodes
 
     c.lock()
     return c
