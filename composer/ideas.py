@@ -4,6 +4,10 @@ An idea is cut at bar lines. Cut from the middle of a piece, it is given back th
 that its tokens lean on: the time signature in force goes right after its first Bar, and
 the Program in force goes right before its first note (if no Program comes earlier in the
 idea). All tracks of the bars stay together, as PerTok interleaves them in time.
+
+An idea's conditions (its meter, its instruments, its bar count) are also given to the
+decoder as a prefix (`prefix_ids`), so the latent need not carry them and a user can ask for
+"a 3/4 piano idea" (`named_conditions`).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pertok import TokenType
 NOTE_HEADS = (TokenType.PITCH, TokenType.DRUM_PITCH, TokenType.PEDAL)
 PERFORMANCE = (TokenType.MICROTIMING, TokenType.VELOCITY)
 INSERTED_MAX = 2  # a TimeSig and a Program may be put back into a cut idea
+UNKNOWN = 0  # PAD id: a prefix field that is not given (the decoder learns it as "any")
 
 
 def composition_view(full_ids: np.ndarray, tokenizer) -> np.ndarray:
@@ -124,3 +129,79 @@ def select_bars(ids: np.ndarray, tokenizer, start_bar: int, num_bars: int,
         end, truncated = (int(fits[-1]) if len(fits) else start + 1), True
     idea = Idea(start, end, *context_at(ids, types, start), num_bars=last - start_bar + 1)
     return standalone(ids, types, idea), idea.num_bars, truncated
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditions:
+    """What the decoder is told about an idea: ids of its TimeSig and Programs, and its bars.
+
+    UNKNOWN (0) in time_signature or num_bars, or no programs, leaves that field open.
+    """
+
+    time_signature: int
+    programs: tuple[int, ...]
+    num_bars: int
+
+
+def conditions_of(tokens: np.ndarray, tokenizer) -> Conditions:
+    """The conditions of a standalone idea: its first TimeSig (4/4 when it has none, as PerTok
+    assumes), its Programs in order of first appearance, and its number of bars."""
+    tokens = np.asarray(tokens)
+    types = tokenizer.token_types(tokens)
+    signatures = tokens[types == TokenType.TIME_SIG]
+    signature = int(signatures[0]) if len(signatures) else tokenizer.vocab.ids["TimeSig_4/4"]
+    programs = tokens[types == TokenType.PROGRAM]
+    _, first = np.unique(programs, return_index=True)
+    return Conditions(signature, tuple(int(p) for p in programs[np.sort(first)]),
+                      int((types == TokenType.BAR).sum()))
+
+
+def named_conditions(tokenizer, time_signature: str, programs: str, num_bars: int) -> Conditions:
+    """Conditions from a user's words: time_signature like "3/4" ("" = any), programs a comma
+    list of General MIDI numbers or "drums" ("" = any), num_bars (0 = any).
+
+    Raises ValueError naming the value that is not in PerTok's vocabulary.
+    """
+    ids = tokenizer.vocab.ids
+    signature = UNKNOWN
+    if time_signature:
+        signature = ids.get(f"TimeSig_{time_signature.strip()}", -1)
+        if signature < 0:
+            raise ValueError(f"time signature {time_signature!r} is not in PerTok's vocabulary "
+                             f"(numerator/denominator, e.g. 4/4, 3/4, 6/8, 12/8)")
+    program_ids = []
+    for name in filter(None, (part.strip() for part in programs.split(","))):
+        program = ids.get(f"Program_{name}", -1)
+        if program < 0:
+            raise ValueError(f"program {name!r} must be a General MIDI number 0-127 or 'drums'")
+        program_ids.append(program)
+    if num_bars < 0:
+        raise ValueError(f"num_bars={num_bars} must be >= 0 (0 = any)")
+    return Conditions(signature, tuple(dict.fromkeys(program_ids)), num_bars)
+
+
+def prefix_ids(conditions: Conditions, *, vocab_size: int, max_programs: int,
+               max_bars: int) -> np.ndarray:
+    """int32 [max_programs + 2]: [TimeSig, Program x max_programs (sorted, UNKNOWN-filled), bars].
+
+    The bar count is the id vocab_size + num_bars - 1, beyond PerTok's vocabulary (the
+    decoder's embedding has `max_bars` extra rows). Programs past `max_programs` (in order of
+    first appearance) are left out; a bar count past `max_bars` is a ValueError.
+    """
+    if not 0 <= conditions.num_bars <= max_bars:
+        raise ValueError(f"an idea of {conditions.num_bars} bars: the Composer knows 1-{max_bars}")
+    programs = sorted(conditions.programs[:max_programs])
+    prefix = np.full(max_programs + 2, UNKNOWN, np.int32)
+    prefix[0] = conditions.time_signature
+    prefix[1:1 + len(programs)] = programs
+    if conditions.num_bars:
+        prefix[-1] = vocab_size + conditions.num_bars - 1
+    return prefix
+
+
+def drop_conditions(conditions: Conditions, rng: np.random.Generator, share: float) -> Conditions:
+    """Each field left open (UNKNOWN) with probability `share`, so the decoder also learns to
+    compose when a user gives only some of them."""
+    keep = rng.random(3) >= share
+    return Conditions(conditions.time_signature if keep[0] else UNKNOWN,
+                      conditions.programs if keep[1] else (), conditions.num_bars if keep[2] else UNKNOWN)

@@ -2,6 +2,9 @@
 
 They are separate Linen modules with separate parameters ({"encoder": ..., "decoder": ...}),
 so sampling applies the decoder alone. Both use rotary position embeddings.
+
+The decoder reads a conditioning prefix before BOS: the idea's TimeSig, its Programs and its
+bar count (`composer.ideas.prefix_ids`), so meter and instruments are given, not guessed.
 """
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from composer.ideas import Conditions, prefix_ids
 from layers import KVCache, TransformerBlock
 
 Dtype = Any
@@ -66,6 +71,9 @@ class IdeaEncoder(nn.Module):
 class IdeaDecoder(nn.Module):
     """(token ids [B, T], z [B, Z]) -> float32 logits [B, T, V], autoregressive.
 
+    Ids may also be the `condition_ids` beyond the vocabulary (a prefix's bar count): they
+    have embeddings but are never predicted.
+
     In-attention conditioning (MuseMorphose): one shared projection of z is added to the
     hidden state before every layer, the first included, so no layer can ignore the latent.
     With `caches` (one KVCache per layer) the ids are the next tokens after the cached ones
@@ -81,11 +89,13 @@ class IdeaDecoder(nn.Module):
     rotary_fraction: float = 0.5
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    condition_ids: int = 0  # embedded ids past the vocabulary (bar counts of the prefix)
 
     @nn.compact
     def __call__(self, ids_BxT: jax.Array, z_BxZ: jax.Array, *, deterministic: bool = True,
                  caches: list[KVCache] | None = None):
-        x_BxTxD = nn.Embed(self.vocab_size, self.d_model, embedding_init=EMBED_INIT, dtype=self.dtype,
+        x_BxTxD = nn.Embed(self.vocab_size + self.condition_ids, self.d_model,
+                           embedding_init=EMBED_INIT, dtype=self.dtype,
                            param_dtype=self.param_dtype, name="embed")(ids_BxT)
         latent_BxD = nn.Dense(self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
                               name="latent_projection")(z_BxZ)
@@ -107,28 +117,52 @@ class IdeaDecoder(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class ComposerModel:
-    """The encoder and decoder built from one `model` config block."""
+    """The encoder and decoder built from one `model` config block, and the decoder's prefix.
+
+    The decoder always reads `prefix_length` conditioning ids before BOS (fields left open
+    are UNKNOWN), so every call that decodes passes `prefix_BxP`, or `prefill`s a cache with it.
+    """
 
     encoder: IdeaEncoder
     decoder: IdeaDecoder
+    max_programs: int
+    max_bars: int
 
     @classmethod
-    def from_config(cls, model, vocab_size: int) -> ComposerModel:
+    def from_config(cls, model, vocab_size: int, max_bars: int) -> ComposerModel:
+        """Args: model: the config block; max_bars: the longest idea (the bar counts embedded)."""
         shared = dict(vocab_size=vocab_size, d_model=model.d_model, num_heads=model.num_heads,
                       mlp_dim=model.mlp_dim, dropout=model.dropout,
                       rotary_fraction=model.rotary_fraction, dtype=jnp.dtype(model.dtype))
         return cls(IdeaEncoder(num_layers=model.encoder_layers, latent_dim=model.latent_dim, **shared),
-                   IdeaDecoder(num_layers=model.decoder_layers, **shared))
+                   IdeaDecoder(num_layers=model.decoder_layers, condition_ids=max_bars, **shared),
+                   model.max_programs, max_bars)
 
     @property
     def latent_dim(self) -> int:
         return self.encoder.latent_dim
 
+    @property
+    def prefix_length(self) -> int:
+        """Conditioning ids before BOS: TimeSig, max_programs Programs, bar count."""
+        return self.max_programs + 2
+
+    def prefix_ids(self, conditions: Conditions) -> np.ndarray:
+        """int32 [prefix_length]: the decoder's prefix for `conditions` (see ideas.prefix_ids)."""
+        return prefix_ids(conditions, vocab_size=self.decoder.vocab_size,
+                          max_programs=self.max_programs, max_bars=self.max_bars)
+
+    def open_prefix(self, batch: int) -> jax.Array:
+        """int32 [B, prefix_length] with every field open: an idea of any meter and instruments."""
+        return jnp.full((batch, self.prefix_length), PAD_ID, jnp.int32)
+
     def init(self, rng: jax.Array, ids_BxT: jax.Array) -> dict:
         encoder_rng, decoder_rng = jax.random.split(rng)
-        z_BxZ = jnp.zeros((ids_BxT.shape[0], self.latent_dim), jnp.float32)
+        batch = ids_BxT.shape[0]
+        z_BxZ = jnp.zeros((batch, self.latent_dim), jnp.float32)
+        decoder_ids = jnp.concatenate([self.open_prefix(batch), ids_BxT], axis=1)
         return {"encoder": self.encoder.init(encoder_rng, ids_BxT)["params"],
-                "decoder": self.decoder.init(decoder_rng, ids_BxT, z_BxZ)["params"]}
+                "decoder": self.decoder.init(decoder_rng, decoder_ids, z_BxZ)["params"]}
 
     def encode(self, params: dict, ids_BxT: jax.Array, *, deterministic: bool = True,
                rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
@@ -138,19 +172,41 @@ class ComposerModel:
                                                    deterministic=deterministic, rngs=rngs)
         return mu_BxZ, logvar_BxZ
 
-    def decode(self, params: dict, ids_BxT: jax.Array, z_BxZ: jax.Array, *,
-               deterministic: bool = True, rng: jax.Array | None = None,
-               caches: list[KVCache] | None = None):
-        """Next-token logits [B, T, V] (and caches when given) of the decoder."""
+    def decode(self, params: dict, ids_BxT: jax.Array, z_BxZ: jax.Array,
+               prefix_BxP: jax.Array | None = None, *, deterministic: bool = True,
+               rng: jax.Array | None = None, caches: list[KVCache] | None = None):
+        """Next-token logits [B, T, V] of `ids` (and the caches when given).
+
+        Without caches the ids start at BOS and `prefix_BxP` is required (None = every field
+        open). With caches the ids continue what the caches hold (see `prefill`); a prefix
+        given then is decoded first and its logits left out.
+        """
         rngs = {"dropout": rng} if rng is not None else {}
-        return self.decoder.apply({"params": params["decoder"]}, ids_BxT, z_BxZ,
-                                  deterministic=deterministic, caches=caches, rngs=rngs)
+        if prefix_BxP is None and caches is None:
+            prefix_BxP = self.open_prefix(ids_BxT.shape[0])
+        if prefix_BxP is not None:
+            ids_BxT = jnp.concatenate([jnp.asarray(prefix_BxP, jnp.int32), ids_BxT], axis=1)
+        out = self.decoder.apply({"params": params["decoder"]}, ids_BxT, z_BxZ,
+                                 deterministic=deterministic, caches=caches, rngs=rngs)
+        skip = 0 if prefix_BxP is None else prefix_BxP.shape[1]
+        if caches is None:
+            return out[:, skip:]
+        return out[0][:, skip:], out[1]
 
     def empty_caches(self, batch: int, max_length: int) -> list[KVCache]:
-        """One empty KVCache per decoder layer, for `max_length` tokens."""
+        """One empty KVCache per decoder layer for `max_length` tokens after the prefix."""
         d = self.decoder
-        return [KVCache.init(batch, max_length, d.num_heads, d.d_model // d.num_heads, d.dtype)
-                for _ in range(d.num_layers)]
+        return [KVCache.init(batch, self.prefix_length + max_length, d.num_heads,
+                             d.d_model // d.num_heads, d.dtype) for _ in range(d.num_layers)]
+
+    def prefill(self, params: dict, prefix_BxP: jax.Array, z_BxZ: jax.Array,
+                max_length: int) -> list[KVCache]:
+        """Caches that hold the prefix (its keys depend on z through in-attention), with room
+        for `max_length` more tokens: feed BOS next, then each sampled token."""
+        caches = self.empty_caches(prefix_BxP.shape[0], max_length)
+        _, caches = self.decoder.apply({"params": params["decoder"]}, jnp.asarray(prefix_BxP, jnp.int32),
+                                       z_BxZ, caches=caches)
+        return caches
 
 
 def flops_per_token(model, vocab_size: int, context_length: int) -> float:

@@ -43,13 +43,13 @@ def variation_latents(rng: jax.Array, mu_Z: jax.Array, logvar_Z: jax.Array, num:
 class IdeaGenerator:
     """Decodes ideas from latents, one token at a time with a KV cache (jitted once per shape).
 
-    Sampling follows PerTok's grammar (`composer.grammar`), so every idea decodes unless it
-    runs out of tokens mid-note; `finish_idea` repairs that case.
+    Sampling follows PerTok's grammar automaton (`composer.grammar`) with the token budget,
+    so every idea decodes strictly: it ends at EOS, or within `max_tokens` after a whole note.
     """
 
     def __init__(self, model: ComposerModel, tokenizer, max_tokens: int, num_bars: int):
         self.model, self.max_tokens, self.num_bars = model, max_tokens, num_bars
-        self.tables = grammar.GrammarTables.from_tokenizer(tokenizer)
+        self.grammar = grammar.idea_grammar(tokenizer, num_bars)
         self._sample = jax.jit(self._sample_impl)
 
     def __call__(self, params: dict, z_BxZ: jax.Array, rng: jax.Array, temperature: float = 1.0,
@@ -59,9 +59,10 @@ class IdeaGenerator:
                            jnp.float32(max(temperature, 1e-4)), jnp.float32(top_p))
         return np.asarray(ids)
 
-    def _next_token(self, params, token_B, z_BxZ, caches, rules, rng, temperature, top_p):
+    def _next_token(self, params, token_B, z_BxZ, caches, rules, remaining, rng, temperature,
+                    top_p):
         logits_Bx1xV, caches = self.model.decode(params, token_B[:, None], z_BxZ, caches=caches)
-        allowed_BxV = grammar.allowed(rules, self.tables, self.num_bars)
+        allowed_BxV = self.grammar.allowed(rules, remaining, xp=jnp)
         logits_BxV = jnp.where(allowed_BxV, logits_Bx1xV[:, 0].astype(jnp.float32), _NEVER)
         logits_BxV = top_p_logits(logits_BxV / temperature, top_p)
         return jax.random.categorical(rng, logits_BxV).astype(jnp.int32), caches
@@ -71,7 +72,7 @@ class IdeaGenerator:
         out_BxN = jnp.full((batch, self.max_tokens), PAD_ID, jnp.int32)
         state = (jnp.int32(0), jnp.full((batch,), BOS_ID, jnp.int32),
                  self.model.empty_caches(batch, self.max_tokens),
-                 grammar.GrammarState.start(batch, self.tables), rng, out_BxN,
+                 self.grammar.start(batch, xp=jnp), rng, out_BxN,
                  jnp.zeros((batch,), bool))
 
         def running(state):
@@ -81,10 +82,10 @@ class IdeaGenerator:
         def step(state):
             position, token_B, caches, rules, rng, out_BxN, done_B = state
             rng, draw = jax.random.split(rng)
-            token_B, caches = self._next_token(params, token_B, z_BxZ, caches, rules, draw,
-                                               temperature, top_p)
+            token_B, caches = self._next_token(params, token_B, z_BxZ, caches, rules,
+                                               self.max_tokens - position, draw, temperature, top_p)
             token_B = jnp.where(done_B, PAD_ID, token_B)
-            rules = grammar.advance(rules, token_B, self.tables)
+            rules = self.grammar.advance(rules, token_B, xp=jnp)
             out_BxN = jax.lax.dynamic_update_slice(out_BxN, token_B[:, None], (0, position))
             return position + 1, token_B, caches, rules, rng, out_BxN, done_B | (token_B == EOS_ID)
 

@@ -1,5 +1,5 @@
-"""The variational pieces of the Composer as plain functions: KL, free bits, reparameterisation,
-the cyclical beta schedule and active units. All in float32."""
+"""The variational pieces of the Composer as plain functions: KL, free bits, the per-token KL
+term, reparameterisation and the cyclical beta schedule. All in float32."""
 from __future__ import annotations
 
 import jax
@@ -21,6 +21,18 @@ def free_bits_kl(kl_BxZ: jax.Array, free_bits: float) -> jax.Array:
     return jnp.maximum(kl_BxZ.mean(axis=0), free_bits).sum()
 
 
+def per_token_kl(kl_BxZ: jax.Array, free_bits: float, target_tokens_B: jax.Array) -> jax.Array:
+    """The KL term of the per-token ELBO: free-bits KL in nats per idea / target tokens per idea.
+
+    The reconstruction loss is a mean per target token, so the KL must be divided by the same
+    tokens for beta to mean what it says: one nat stored in z then costs beta nats and can save
+    up to one nat of the idea's reconstruction. (A mean over latent dimensions instead makes the
+    effective beta beta x T / Z, several times 1, and pins every dimension at the free-bits floor.)
+    """
+    mean_tokens = jnp.maximum(target_tokens_B.astype(jnp.float32).mean(), 1.0)
+    return free_bits_kl(kl_BxZ, free_bits) / mean_tokens
+
+
 def reparameterize(mu_BxZ: jax.Array, logvar_BxZ: jax.Array, eps_BxZ: jax.Array,
                    strength: float | jax.Array = 1.0) -> jax.Array:
     """z = mu + strength * sigma * eps; strength 1 samples the posterior, 0 gives its mean.
@@ -29,6 +41,17 @@ def reparameterize(mu_BxZ: jax.Array, logvar_BxZ: jax.Array, eps_BxZ: jax.Array,
     """
     sigma_BxZ = jnp.exp(0.5 * logvar_BxZ.astype(jnp.float32))
     return mu_BxZ.astype(jnp.float32) + strength * sigma_BxZ * eps_BxZ.astype(jnp.float32)
+
+
+def cycle_steps_for(train_steps: int, warmup_steps: int, cycles: int) -> int:
+    """Steps per beta cycle so that `cycles` cycles fill the run after the warm-up (0 = flat beta).
+
+    A run too short for its warm-up and cycles (a smoke test of a few steps) gets 1-step
+    cycles, which keep beta at 0: it trains as a plain autoencoder.
+    """
+    if cycles <= 0:
+        return 0
+    return max((train_steps - warmup_steps) // cycles, 1)
 
 
 def cyclical_beta(step: jax.Array | int, *, beta_max: float, warmup_steps: int, cycle_steps: int,
@@ -48,9 +71,11 @@ def cyclical_beta(step: jax.Array | int, *, beta_max: float, warmup_steps: int, 
     return jnp.where(after_warmup < 0, 0.0, beta_max * ramp).astype(jnp.float32)
 
 
-def active_units(mu_BxZ: jax.Array, threshold: float = 0.01) -> jax.Array:
-    """Dimensions whose posterior mean varies across the batch: Var_b(mu) > threshold (Burda et al.)."""
-    return (jnp.var(mu_BxZ.astype(jnp.float32), axis=0) > threshold).sum().astype(jnp.float32)
+def dimensions_above(kl_BxZ: jax.Array, free_bits: float) -> jax.Array:
+    """Latent dimensions whose batch-mean KL exceeds the free-bits floor: the ones that pay
+    for carrying information. (A Var(mu) > 0.01 "active units" count reads every dimension as
+    active even when each holds only its free 0.25 nats, so it cannot show collapse.)"""
+    return (kl_BxZ.mean(axis=0) > free_bits).sum().astype(jnp.float32)
 
 
 def interpolate(z_a_Z: jax.Array, z_b_Z: jax.Array, num_points: int) -> jax.Array:

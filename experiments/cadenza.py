@@ -26,7 +26,7 @@ from evaluation.pianoroll import RollRow, write_piano_roll_figure
 from evaluation.similarity import chroma_similarity, groove_similarity
 from experiments.restore import restore_latest
 from pertok import EmptyScoreError, PerTok, TokenType
-from performer import PerformanceFiller
+from performer import PerformanceFiller, piece_velocities
 from training.validate import ConfigError
 
 
@@ -95,8 +95,10 @@ def compose(composer: Trained, tokenizer: PerTok, z_NxZ: jax.Array, rng: jax.Arr
 
 
 def perform(performer: Trained | None, tokenizer: PerTok, compositions: list[np.ndarray],
-            rng: jax.Array, temperature: float) -> list[Any]:
-    """Scores of the compositions, performed by the Performer (None where a composition is empty)."""
+            rng: jax.Array, temperature: float, rounds: int = 8, level: Any = None) -> list[Any]:
+    """Scores of the compositions, performed by the Performer (None where a composition is empty)
+    in `rounds` of iterative decoding at dynamic `level` (a MIDI velocity, velocities to match,
+    or None)."""
     scores: list[Any] = [None] * len(compositions)
     present = [n for n, ids in enumerate(compositions) if len(ids)]
     if not present:
@@ -105,10 +107,10 @@ def perform(performer: Trained | None, tokenizer: PerTok, compositions: list[np.
         for n in present:
             scores[n] = playable(tokenizer.decode(compositions[n], view="composition"))
         return scores
-    if "filler" not in performer.compiled:
-        performer.compiled["filler"] = PerformanceFiller(performer.task)
-    filled = performer.compiled["filler"](performer.params, [compositions[n] for n in present],
-                                          rng, temperature)
+    if ("filler", rounds) not in performer.compiled:
+        performer.compiled[("filler", rounds)] = PerformanceFiller(performer.task, rounds)
+    filled = performer.compiled[("filler", rounds)](
+        performer.params, [compositions[n] for n in present], rng, temperature, [level] * len(present))
     for n, ids in zip(present, filled):
         scores[n] = playable(tokenizer.decode(ids, strict=False))
     return scores
@@ -153,11 +155,17 @@ def _check_generate(g) -> None:
            f"generate.temperature={g.temperature} must be > 0 and generate.top_p={g.top_p} in (0, 1]")
 
 
+def _check_perform(p) -> None:
+    _check(p.rounds >= 1 and 0 <= p.velocity <= 127,
+           f"perform.rounds={p.rounds} must be >= 1 and perform.velocity={p.velocity} in 0-127 (0 = auto)")
+
+
 def check(config, workdir: str) -> None:
     """`--mode=check`: the vary and generate fields, and whether the two trained workdirs exist."""
     del workdir  # Cadenza writes into it only when it varies or generates
     _check_vary(config.vary)
     _check_generate(config.generate)
+    _check_perform(config.perform)
     for name in ("composer_workdir", "performer_workdir"):
         path = config[name]
         found = bool(path) and os.path.isdir(os.path.join(path, "checkpoints"))
@@ -172,6 +180,7 @@ def vary(config, workdir: str) -> dict:
     v = config.vary
     _check(bool(v.input), "--mode=vary needs the input MIDI file: --config.vary.input=IN.mid")
     _check_vary(v)
+    _check_perform(config.perform)
     tokenizer = PerTok()
     if not os.path.isfile(v.input):
         raise FileNotFoundError(f"vary.input={v.input!r}: no such MIDI file")
@@ -187,7 +196,9 @@ def vary(config, workdir: str) -> dict:
                                                              encoder_ids["encoder_ids"][None])
     z_NxZ = variation_latents(latent_rng, mu_1xZ[0], logvar_1xZ[0], v.num_variations, v.strength)
     compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, v.temperature, v.top_p)
-    scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature)
+    level = config.perform.velocity or piece_velocities(full, tokenizer)  # the input's loudness
+    scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
+                     config.perform.rounds, level)
 
     out_dir = Path(workdir) / "variations"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -227,12 +238,14 @@ def generate(config, workdir: str) -> dict:
     """Write `generate.num_ideas` performed ideas from the prior under WORKDIR/ideas."""
     g = config.generate
     _check_generate(g)
+    _check_perform(config.perform)
     tokenizer = PerTok()
     composer, performer = _load_models(config, tokenizer)
     latent_rng, sample_rng, perform_rng = jax.random.split(jax.random.key(config.seed), 3)
     z_NxZ = prior_latents(latent_rng, g.num_ideas, composer.task.model.latent_dim)
     compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, g.temperature, g.top_p)
-    scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature)
+    scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
+                     config.perform.rounds, config.perform.velocity or None)
     out_dir = Path(workdir) / "ideas"
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []

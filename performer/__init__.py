@@ -1,14 +1,17 @@
-"""The Performer: fills every MicroTiming and Velocity slot of a PerTok sequence.
+"""The Performer: fills the masked MicroTiming and Velocity slots of a PerTok sequence.
 
-`slots` (where the slots are, windows), `model` (the bidirectional transformer and the
-per-type logit restriction), `task` (the `training.Task`), `perform` (inference).
+`slots` (where the slots are, random masks, the dynamic level, windows), `model` (the
+bidirectional transformer and the per-type logit restriction), `task` (the `training.Task`),
+`perform` (iterative, window-by-window inference).
 """
 from performer.model import Performer, restrict_logits
-from performer.perform import PerformanceFiller
-from performer.slots import (MICROTIMING_SLOT, NO_SLOT, VELOCITY_SLOT, mask_slots, masked_slot_kinds,
+from performer.perform import PerformanceFiller, performance_slot_kinds, reveal_schedule
+from performer.slots import (LEVEL_SLOT, MICROTIMING_SLOT, NO_SLOT, VELOCITY_SLOT, level_id,
+                             mask_slots, masked_slot_kinds, piece_velocities, random_mask,
                              slot_kinds, windows)
 from performer.task import PerformanceSampler, PerformerTask, window_example
 
-__all__ = ["Performer", "restrict_logits", "PerformanceFiller", "MICROTIMING_SLOT", "NO_SLOT",
-           "VELOCITY_SLOT", "mask_slots", "masked_slot_kinds", "slot_kinds", "windows",
-           "PerformanceSampler", "PerformerTask", "window_example"]
+__all__ = ["Performer", "restrict_logits", "PerformanceFiller", "performance_slot_kinds",
+           "reveal_schedule", "LEVEL_SLOT", "MICROTIMING_SLOT", "NO_SLOT", "VELOCITY_SLOT",
+           "level_id", "mask_slots", "masked_slot_kinds", "piece_velocities", "random_mask",
+           "slot_kinds", "windows", "PerformanceSampler", "PerformerTask", "window_example"]

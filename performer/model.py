@@ -1,4 +1,4 @@
-"""The Performer: a bidirectional transformer that fills every MicroTiming and Velocity slot."""
+"""The Performer: a bidirectional transformer that fills masked MicroTiming and Velocity slots."""
 from __future__ import annotations
 
 from typing import Any
@@ -33,10 +33,13 @@ def restrict_logits(logits_BxTxV: jax.Array, kinds_BxT: jax.Array, microtiming_i
 
 
 class Performer(nn.Module):
-    """(ids [B, T] with MASK in the slots, slot kinds [B, T]) -> restricted float32 logits [B, T, V].
+    """(ids [B, T] with MASK in the slots to fill, slot kinds [B, T]) -> restricted float32
+    logits [B, T, V].
 
     The slot kind is embedded and added to the token embedding, so the model knows which of
-    the two MASKs after a note is its timing and which its loudness.
+    the two MASKs after a note is its timing and which its loudness, and that the first
+    position (LEVEL_SLOT) holds the piece's dynamic level. Slots that hold a value are given
+    performance the others condition on.
     """
 
     vocab_size: int

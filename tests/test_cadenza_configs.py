@@ -15,7 +15,7 @@ def test_every_field_has_a_comment_and_every_variant_is_locked(name):
     assigned = [line for line in open(CONFIGS[name]).read().splitlines()
                 if line.strip().startswith("c.") and " = " in line and "ConfigDict()" not in line]
     assert assigned and all("  # " in line for line in assigned), [l for l in assigned if "  # " not in l]
-    for variant in ("tiny", "base"):
+    for variant in ("tiny", "small", "base"):
         config = config_file.load_config(f"{CONFIGS[name]}:{variant}")
         with pytest.raises(AttributeError):
             config.not_a_field = 1
@@ -29,6 +29,17 @@ def test_sweeps_name_existing_keys(name):
     assert len(points) >= 4 and len({tuple(sorted(p.items())) for p in points}) == len(points)
 
 
-def test_composer_sweep_covers_latent_size_free_bits_and_the_beta_cycle():
+def test_composer_sweep_covers_the_kl_balance():
     keys = {key for point in sweep.points(CONFIGS["composer"]) for key in point}
-    assert keys == {"model.latent_dim", "kl.free_bits", "kl.cycle_steps"}
+    assert keys == {"kl.beta_max", "kl.free_bits", "kl.cycles"}
+
+
+def test_small_variants_fit_a_two_core_cpu_and_cadenza_small_points_at_them():
+    cadenza = config_file.load_config(f"{CONFIGS['cadenza']}:small")
+    assert (cadenza.composer_workdir, cadenza.performer_workdir) == ("runs/composer-small", "runs/performer-small")
+    composer, performer = (config_file.load_config(f"{CONFIGS[name]}:small") for name in ("composer", "performer"))
+    for config in (composer, performer):
+        assert config.model.dtype == "float32" and config.model.d_model <= 128
+    # The beta cycles fill the run, and the metrics are logged several times per cycle.
+    cycle = (composer.train.steps - composer.kl.warmup_steps) // composer.kl.cycles
+    assert composer.kl.beta_max <= 1 and cycle >= 5 * composer.train.log_every

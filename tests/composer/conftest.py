@@ -19,7 +19,8 @@ def tiny_composer(tmp_path_factory):
     with config.unlocked():
         config.model.update(d_model=16, encoder_layers=1, decoder_layers=2, num_heads=2, mlp_dim=32,
                             latent_dim=LATENT, context_length=64)
-        config.kl.update(warmup_steps=10, cycle_steps=100, ramp_fraction=0.5, beta_max=1.0)
+        config.kl.update(warmup_steps=10, cycles=1, ramp_fraction=0.5, beta_max=1.0)
+        config.train.steps = 110  # one 100-step beta cycle after the warm-up
     tokenizer = PerTok()
     task = build_task(config, tokenizer)
     task.validate()

@@ -1,8 +1,10 @@
-"""Ideas cut at bar lines decode on their own; the sampler's examples; repairing samples."""
+"""Ideas cut at bar lines decode on their own; their conditions and the decoder's prefix; the
+sampler's examples; repairing samples."""
 import numpy as np
 import pytest
 
-from composer import IdeaSampler, cut_ideas, finish_idea, idea_example, select_bars, standalone
+from composer import (Conditions, IdeaSampler, conditions_of, cut_ideas, finish_idea, idea_example,
+                      named_conditions, prefix_ids, select_bars, standalone)
 from composer.ideas import composition_view
 from pertok import PerTok, TokenType
 from pertok.synthetic import write_corpus
@@ -86,3 +88,43 @@ def test_finish_idea_repairs_a_broken_sample(tokenizer, corpus):
     assert (tokenizer.token_types(repaired) == TokenType.BAR).sum() == 1
     nothing, error_rate = finish_idea(np.array([tokenizer.type_ranges["Duration"].start, 2]), tokenizer, 1)
     assert len(nothing) == 0 and error_rate == 1.0
+
+
+def test_conditions_of_an_idea_and_its_prefix(tokenizer):
+    r, ids = tokenizer.type_ranges, tokenizer.vocab.ids
+    bar, sig_3_4 = r["Bar"].start, ids["TimeSig_3/4"]
+    piano, drums, bass = ids["Program_0"], ids["Program_drums"], ids["Program_33"]
+    pitch, kick, duration = r["Pitch"].start + 60, r["DrumPitch"].start + 36, r["Duration"].start + 7
+    idea = np.array([bar, sig_3_4, drums, kick, duration, piano, pitch, duration,
+                     bar, drums, kick, duration, bass, pitch, duration])
+    conditions = conditions_of(idea, tokenizer)
+    assert conditions == Conditions(sig_3_4, (drums, piano, bass), 2)
+    prefix = prefix_ids(conditions, vocab_size=603, max_programs=2, max_bars=4)
+    np.testing.assert_array_equal(prefix, [sig_3_4, piano, drums, 603 + 1])  # first two programs, sorted
+    no_meter = conditions_of(np.array([bar, piano, pitch, duration]), tokenizer)
+    assert no_meter.time_signature == ids["TimeSig_4/4"]  # PerTok's default meter
+    with pytest.raises(ValueError, match="5 bars"):
+        prefix_ids(Conditions(sig_3_4, (), 5), vocab_size=603, max_programs=2, max_bars=4)
+
+
+def test_named_conditions_read_a_users_words_or_name_the_bad_value(tokenizer):
+    ids = tokenizer.vocab.ids
+    assert named_conditions(tokenizer, "3/4", "0", 2) == Conditions(ids["TimeSig_3/4"], (ids["Program_0"],), 2)
+    assert named_conditions(tokenizer, "", "drums, 33", 0) == Conditions(
+        0, (ids["Program_drums"], ids["Program_33"]), 0)
+    for args, named in ((("3/5", "0", 1), "'3/5'"), (("4/4", "piano", 1), "'piano'"),
+                        (("4/4", "0", -1), "num_bars=-1")):
+        with pytest.raises(ValueError, match=named):
+            named_conditions(tokenizer, *args)
+
+
+def test_sampler_prefixes_are_the_ideas_conditions_some_left_open(tokenizer, corpus):
+    prefix_of = lambda c: prefix_ids(c, vocab_size=603, max_programs=3, max_bars=2)  # noqa: E731
+    sampler = IdeaSampler(corpus, tokenizer, num_bars=2, context_length=96, prefix_of=prefix_of,
+                          condition_dropout=0.5)
+    np.testing.assert_array_equal(sampler.example(3, None)["decoder_prefix"],
+                                  prefix_of(conditions_of(sampler.tokens(3), tokenizer)))
+    rng = np.random.default_rng(0)
+    prefixes = np.stack([sampler.example(3, rng)["decoder_prefix"] for _ in range(200)])
+    open_meter, open_bars = (prefixes[:, 0] == 0).mean(), (prefixes[:, -1] == 0).mean()
+    assert 0.35 < open_meter < 0.65 and 0.35 < open_bars < 0.65

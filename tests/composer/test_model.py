@@ -1,5 +1,6 @@
 """The Composer's encoder and decoder at a tiny size: shapes, finiteness, bidirectional encoder,
-causal decoder that depends on z through in-attention, cached decoding equal to the full pass."""
+causal decoder that depends on z through in-attention and reads its conditioning prefix,
+cached decoding (with and without a prefilled prefix) equal to the full pass."""
 import types
 
 import jax
@@ -7,8 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from composer import Conditions
 from tests.composer.conftest import LATENT
 
+PREFIX = 8  # TimeSig, 6 Programs, bar count
 VOCAB, T = 40, 12  # ids below 40 only: PerTok's vocabulary is larger
 
 
@@ -20,7 +23,7 @@ def setup(tiny_composer):
     ids = ids.at[1, 9:].set(0)  # the second idea is padded
     jitted = types.SimpleNamespace(  # each function compiles once for the whole module
         encode=jax.jit(model.encode), decode=jax.jit(model.decode), encoder=model.encoder,
-        empty_caches=model.empty_caches)
+        empty_caches=model.empty_caches, prefix_ids=model.prefix_ids, prefill=model.prefill)
     return jitted, params, ids
 
 
@@ -67,12 +70,29 @@ def test_decoder_output_changes_with_z_through_in_attention(setup):
     np.testing.assert_allclose(model.decode(params_off, ids, z_a), model.decode(params_off, ids, z_b))
 
 
-def test_cached_decoding_equals_the_full_pass(setup):
+def test_the_prefix_conditions_every_position_and_its_bar_count_is_embedded(setup):
     model, params, ids = setup
-    z = jax.random.normal(jax.random.key(2), (2, LATENT))
-    full = model.decode(params, ids, z)
+    z = jnp.zeros((2, LATENT))
+    prefix = jnp.asarray(np.stack([model.prefix_ids(Conditions(23, (117,), 2))] * 2))
+    assert prefix.shape == (2, PREFIX) and int(prefix[0, -1]) == 603 + 1  # bar counts past the vocabulary
+    base = model.decode(params, ids, z, prefix)
+    assert base.shape == (2, T, 603)
+    open_fields = model.decode(params, ids, z)  # no prefix: every field open
+    np.testing.assert_allclose(open_fields, model.decode(params, ids, z, jnp.zeros_like(prefix)))
+    for field in (0, 1, PREFIX - 1):  # meter, a program, the bar count
+        changed = model.decode(params, ids, z, prefix.at[:, field].set(0))
+        assert np.abs(changed[:, 0] - base[:, 0]).max() > 1e-4  # even BOS's prediction reads it
+
+
+def test_prefilled_cached_decoding_equals_the_full_pass_with_the_prefix(setup):
+    model, params, ids = setup
+    z = jax.random.normal(jax.random.key(3), (2, LATENT))
+    prefix = jnp.asarray(np.stack([model.prefix_ids(Conditions(23, (117, 245), 1)),
+                                   model.prefix_ids(Conditions(0, (), 0))]))
+    full = model.decode(params, ids, z, prefix)
+    caches = jax.jit(model.prefill, static_argnums=3)(params, prefix, z, T)
     step = jax.jit(lambda token, caches: model.decode(params, token, z, caches=caches))
-    caches, steps = model.empty_caches(2, T), []
+    steps = []
     for t in range(T):
         logits, caches = step(ids[:, t:t + 1], caches)
         steps.append(logits[:, 0])

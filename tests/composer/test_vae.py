@@ -1,12 +1,14 @@
-"""The VAE's plain functions: KL (closed form and Monte Carlo), free bits, reparameterisation,
-the cyclical beta schedule, active units, interpolation, top-p."""
+"""The VAE's plain functions: KL (closed form and Monte Carlo), free bits, the per-token KL term,
+reparameterisation, the cyclical beta schedule and its length, dimensions above free bits,
+interpolation, top-p."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from composer import (active_units, cyclical_beta, free_bits_kl, interpolate, kl_per_dimension,
-                      reparameterize, top_p_logits)
+from composer import (cyclical_beta, dimensions_above, free_bits_kl, interpolate, kl_per_dimension,
+                      per_token_kl, reparameterize, top_p_logits)
+from composer.vae import cycle_steps_for
 
 
 def test_kl_equals_the_closed_form_with_sigma():
@@ -53,9 +55,32 @@ def test_cyclical_beta_has_a_zero_warmup_then_ramps_in_each_cycle():
     assert [beta(s, cycle=0) for s in (9, 10, 10_000)] == [0.0, 2.0, 2.0]
 
 
-def test_active_units_count_dimensions_whose_mean_varies_over_the_batch():
-    mu = jnp.array([[0.0, 1.0, 5.0], [0.0, -1.0, 5.01], [0.0, 1.0, 5.0]])
-    assert float(active_units(mu, 0.01)) == 1.0
+def test_per_token_kl_divides_the_free_bits_kl_by_the_target_tokens_per_idea():
+    kl = jnp.array([[0.1, 2.0, 6.0], [0.3, 4.0, 2.0]])  # batch means 0.2, 3.0, 4.0
+    tokens = jnp.array([10.0, 30.0])  # 20 per idea on average
+    assert float(per_token_kl(kl, 0.5, tokens)) == pytest.approx((0.5 + 3.0 + 4.0) / 20)
+    # One more nat in one idea's z costs 1 / (B x mean tokens) = 1 / 40 of a nat per target token,
+    # the same as one nat of that idea's reconstruction in a loss that is a mean over 40 tokens.
+    gradient = jax.grad(per_token_kl)(kl, 0.5, tokens)
+    np.testing.assert_allclose(gradient, [[0.0, 1 / 40, 1 / 40], [0.0, 1 / 40, 1 / 40]], rtol=1e-6)
+
+
+def test_dimensions_above_free_bits_count_only_the_dimensions_that_pay():
+    # Every dimension's mu varies over the batch (Var(mu) > 0.01: "active units" would say 3),
+    # but only one holds more than the free 0.25 nats.
+    mu = jnp.array([[0.5, -0.6, 2.0], [-0.5, 0.6, -2.0]])
+    kl = kl_per_dimension(mu, jnp.zeros_like(mu))
+    assert float(dimensions_above(kl, 0.25)) == 1.0
+    assert float(dimensions_above(kl, 0.0)) == 3.0
+
+
+def test_cycle_length_fits_the_run():
+    assert cycle_steps_for(400, 40, 4) == 90
+    assert cycle_steps_for(400, 40, 0) == 0  # flat beta
+    beta = [float(cyclical_beta(s, beta_max=1.0, warmup_steps=40, cycle_steps=90, ramp_fraction=0.5))
+            for s in range(400)]
+    tops = sum(1 for a, b in zip(beta, beta[1:]) if b < a)  # falls back to 0 at each new cycle
+    assert tops == 3 and beta[-1] == 1.0  # four cycles, the last one ends the run at beta_max
 
 
 def test_interpolation_runs_from_one_latent_to_the_other():

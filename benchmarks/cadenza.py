@@ -1,0 +1,213 @@
+"""Cadenza on held-out inputs: the Performer against its baselines and the Composer's
+reconstruction and similarity, all in one run.
+
+    python benchmarks/cadenza.py --inputs DIR [--composer_workdir=runs/composer-small]
+        [--performer_workdir=runs/performer-small] [--max_inputs=10] [--performer_bars=16]
+        [--variations=2] [--seed=0]
+
+DIR holds MIDI files (recursively) that neither model trained on; a file with
+`NAME_annotations.txt` beside it is beat-aligned first (`pertok.align`), as training data is.
+The run counts inputs whose path relative to DIR is also in a model's training split, relative
+to its MIDI folder ("leaked"): lay DIR out like the training folder for the check to see them.
+
+Performer, on the first `--performer_bars` bars of each input, every slot masked, greedy
+(temperature 0), told the input's mean velocity as its dynamic level (and once without it):
+velocity MAE and Pearson correlation per note against the truth, beside the constant
+baseline (the mean velocity of the Performer's training split) and the piece's own mean;
+microtiming MAE (in bins of 1/96 beat) against always 0; histogram overlap (sum of
+per-bin minima) of the predicted velocities and microtimings with the truth's.
+
+Composer, on each input's first idea (`idea.num_bars` bars from its first bar with a note),
+through the same path as `--mode=vary` (`experiments.cadenza.compose`): at strength 0 (z = mu,
+greedy) the F1 of the decoded notes' (onset, pitch) against the idea's; at strength 0.5
+(temperature 1, top-p 0.9) chroma and groove similarity. Each as own input / mean over the other inputs,
+and their gap. Last line: JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from composer import composition_view, idea_example, select_bars, variation_latents  # noqa: E402
+from evaluation.similarity import chroma_similarity, groove_similarity  # noqa: E402
+from experiments.cadenza import compose, load_trained  # noqa: E402
+from performer import PerformanceFiller, piece_velocities, slot_kinds  # noqa: E402
+from performer.slots import MICROTIMING_SLOT, VELOCITY_SLOT  # noqa: E402
+from pertok import PerTok, TokenType  # noqa: E402
+from pertok.store import find_midi_files  # noqa: E402
+
+
+def encode_input(path: Path, tokenizer: PerTok) -> np.ndarray:
+    """Full-view ids of a MIDI file, beat-aligned when its annotations lie beside it."""
+    annotations = path.with_name(f"{path.stem}_annotations.txt")
+    if annotations.is_file():
+        from pertok.align import align_file
+        return tokenizer.encode(align_file(path, annotations)[0])
+    return tokenizer.encode(path)
+
+
+def first_bars(ids: np.ndarray, tokenizer: PerTok, bars: int) -> np.ndarray:
+    """The ids before the (bars + 1)-th Bar."""
+    lines = np.flatnonzero(tokenizer.token_types(ids) == TokenType.BAR)
+    return ids[:lines[bars]] if len(lines) > bars else ids
+
+
+def training_split(trained):
+    """(paths of the files in a run's training split, relative to its MIDI folder; the split's pieces)."""
+    from training.corpus import open_store
+    from training.data import split_pieces
+
+    train, _ = split_pieces(open_store(trained.config.data), trained.config.data.valid_fraction)
+    return set(train.files), train
+
+
+def overlap(a: np.ndarray, b: np.ndarray, bins: np.ndarray) -> float:
+    """Histogram overlap: sum over bins of min(p_a, p_b), in [0, 1]."""
+    p, _ = np.histogram(a, bins)
+    q, _ = np.histogram(b, bins)
+    return float(np.minimum(p / max(p.sum(), 1), q / max(q.sum(), 1)).sum())
+
+
+def slot_values(ids: np.ndarray, tokenizer: PerTok, kind: int) -> np.ndarray:
+    """Values (MIDI velocity, or signed microtiming bin) of a full sequence's slots of one kind."""
+    return tokenizer.vocab.value_of[ids[slot_kinds(ids, tokenizer) == kind]].astype(float)
+
+
+def performer_report(performer, tokenizer: PerTok, pieces: list[np.ndarray], train_mean: float,
+                     seed: int) -> dict:
+    """Per-note velocity and microtiming of the greedy performance against the truth and baselines."""
+    filler = PerformanceFiller(performer.task)
+    compositions = [composition_view(ids, tokenizer) for ids in pieces]
+    truth_v = [slot_values(ids, tokenizer, VELOCITY_SLOT) for ids in pieces]
+    truth_t = [slot_values(ids, tokenizer, MICROTIMING_SLOT) for ids in pieces]
+    piece_mean = [np.full(len(v), v.mean()) for v in truth_v]
+    report = {}
+    for name, levels in (("level", [piece_velocities(ids, tokenizer) for ids in pieces]),
+                         ("no_level", None)):
+        performed = filler(performer.params, compositions, jax.random.key(seed), 0.0, levels)
+        velocities = [slot_values(ids, tokenizer, VELOCITY_SLOT) for ids in performed]
+        velocity = np.concatenate(velocities)
+        timing = np.concatenate([slot_values(ids, tokenizer, MICROTIMING_SLOT) for ids in performed])
+        true_v, true_t = np.concatenate(truth_v), np.concatenate(truth_t)
+        per_piece = [np.corrcoef(v, t)[0, 1] for v, t in zip(velocities, truth_v)
+                     if np.std(t) > 0 and np.std(v) > 0]
+        report[name] = {
+            "velocity_mae": float(np.abs(velocity - true_v).mean()),
+            "velocity_correlation": (float(np.corrcoef(velocity, true_v)[0, 1])
+                                     if velocity.std() > 0 else 0.0),
+            "velocity_correlation_within_pieces": float(np.mean(per_piece)) if per_piece else 0.0,
+            "microtiming_mae_bins": float(np.abs(timing - true_t).mean()),
+            "velocity_overlap": overlap(velocity, true_v, np.arange(0, 129, 4)),
+            "microtiming_overlap": overlap(timing, true_t, np.arange(-12.5, 13.5, 1.0)),
+        }
+    true_v, true_t = np.concatenate(truth_v), np.concatenate(truth_t)
+    report["baselines"] = {
+        "velocity_mae_training_mean": float(np.abs(true_v - train_mean).mean()),
+        "velocity_mae_piece_mean": float(np.abs(true_v - np.concatenate(piece_mean)).mean()),
+        "microtiming_mae_zero_bins": float(np.abs(true_t).mean()),
+        "training_mean_velocity": train_mean, "notes": int(len(true_v)),
+    }
+    return report
+
+
+def first_sounding_bar(ids: np.ndarray, tokenizer: PerTok) -> int:
+    """Index of the first bar that holds a note (a performance may open with silent bars)."""
+    types = tokenizer.token_types(ids)
+    notes = np.flatnonzero(np.isin(types, (TokenType.PITCH, TokenType.DRUM_PITCH)))
+    return max(int((types[:notes[0]] == TokenType.BAR).sum()) - 1, 0) if len(notes) else 0
+
+
+def note_set(ids: np.ndarray, tokenizer: PerTok) -> set[tuple[int, int]]:
+    """(onset tick, pitch) of every note of composition ids."""
+    if not len(ids):
+        return set()
+    score = tokenizer.decode(ids, strict=False, view="composition")
+    return {(int(n.time), int(n.pitch)) for track in score.tracks for n in track.notes}
+
+
+def f1(a: set, b: set) -> float:
+    hits = len(a & b)
+    return 0.0 if not hits else 2 * hits / (len(a) + len(b))
+
+
+def own_other(matrix: np.ndarray) -> tuple[float, float]:
+    """Mean of the diagonal and of the off-diagonal of [outputs of input i, compared with input j]."""
+    n = len(matrix)
+    off = matrix[~np.eye(n, dtype=bool)]
+    return float(np.mean(np.diag(matrix))), float(off.mean()) if n > 1 else 0.0
+
+
+def composer_report(composer, tokenizer: PerTok, pieces: list[np.ndarray], variations: int,
+                    seed: int) -> dict:
+    """F1 at strength 0 and chroma/groove at strength 0.5, own input against the others."""
+    task = composer.task
+    encode = jax.jit(task.model.encode)
+    ideas = [composition_view(select_bars(ids, tokenizer, first_sounding_bar(ids, tokenizer), task.num_bars,
+                                          task.context_length - 1)[0], tokenizer) for ids in pieces]
+    encoder_ids = np.stack([idea_example(idea, task.context_length)["encoder_ids"] for idea in ideas])
+    mu, logvar = encode(composer.params, encoder_ids)
+    rng = jax.random.key(seed)
+    greedy, _ = compose(composer, tokenizer, mu, rng, 1e-4, 1.0)
+    truth = [note_set(idea, tokenizer) for idea in ideas]
+    decoded = [note_set(ids, tokenizer) for ids in greedy]
+    n = len(ideas)
+    f1s = np.array([[f1(decoded[i], truth[j]) for j in range(n)] for i in range(n)])
+    scores = [tokenizer.decode(idea, view="composition") for idea in ideas]
+    chroma, groove = np.zeros((n, n)), np.zeros((n, n))
+    for i in range(n):
+        z = variation_latents(jax.random.fold_in(rng, i), mu[i], logvar[i], variations, 0.5)
+        varied, _ = compose(composer, tokenizer, z, jax.random.fold_in(rng, n + i), 1.0, 0.9)
+        varied = [tokenizer.decode(ids, view="composition") for ids in varied if len(ids)]
+        for j in range(n):
+            chroma[i, j] = np.mean([chroma_similarity(scores[j], v) for v in varied]) if varied else 0.0
+            groove[i, j] = np.mean([groove_similarity(scores[j], v) for v in varied]) if varied else 0.0
+    report = {}
+    for name, matrix in (("f1_strength0", f1s), ("chroma_strength05", chroma), ("groove_strength05", groove)):
+        own, other = own_other(matrix)
+        report[name] = {"own": own, "other": other, "gap": own - other}
+    report["identical_greedy_outputs"] = int(n - len({tuple(ids) for ids in greedy}))
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inputs", required=True, help="folder of held-out MIDI files")
+    parser.add_argument("--composer_workdir", default="runs/composer-small")
+    parser.add_argument("--performer_workdir", default="runs/performer-small")
+    parser.add_argument("--max_inputs", type=int, default=10)
+    parser.add_argument("--performer_bars", type=int, default=16)
+    parser.add_argument("--variations", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    tokenizer = PerTok()
+    files = sorted(find_midi_files(args.inputs))[:args.max_inputs] if os.path.isdir(args.inputs) else []
+    if len(files) < 2:
+        raise SystemExit(f"cadenza.py: error: --inputs={args.inputs!r} needs at least 2 MIDI files")
+    pieces = [encode_input(Path(path), tokenizer) for path in files]
+    names = {os.path.relpath(str(path), args.inputs) for path in files}
+    result = {"inputs": len(files)}
+    if args.performer_workdir:
+        performer = load_trained(args.performer_workdir, tokenizer, "performer")
+        seen, train = training_split(performer)
+        velocities = np.concatenate([piece_velocities(train.piece(k), tokenizer) for k in range(len(train))])
+        result["performer_leaked_inputs"] = len(names & seen)
+        result["performer"] = performer_report(
+            performer, tokenizer, [first_bars(ids, tokenizer, args.performer_bars) for ids in pieces],
+            float(velocities.mean()), args.seed)
+    if args.composer_workdir:
+        composer = load_trained(args.composer_workdir, tokenizer, "composer")
+        result["composer_leaked_inputs"] = len(names & training_split(composer)[0])
+        result["composer"] = composer_report(composer, tokenizer, pieces, args.variations, args.seed)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
