@@ -25,6 +25,7 @@ from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow, write_piano_roll_figure
 from evaluation.similarity import chroma_similarity, groove_similarity
 from experiments.restore import restore_latest
+from experiments.samples import playable
 from pertok import EmptyScoreError, PerTok, TokenType
 from performer import PerformanceFiller, piece_velocities
 from training.validate import ConfigError
@@ -121,17 +122,6 @@ def _load_models(config, tokenizer: PerTok) -> tuple[Trained, Trained | None]:
     performer = (load_trained(config.performer_workdir, tokenizer, "performer")
                  if config.performer_workdir else None)
     return composer, performer
-
-
-def playable(score):
-    """The score without empty tracks, and with no note before time 0: a negative MicroTiming
-    on the first beat decodes to a negative onset, which a MIDI file cannot hold."""
-    score.tracks = [track for track in score.tracks if len(track.notes)]
-    for track in score.tracks:
-        for note in track.notes:
-            if note.time < 0:
-                note.duration, note.time = max(note.duration + note.time, 1), 0
-    return score
 
 
 def _write(out_dir: Path, name: str, score, reference: RollRow | None, num_bars: int,

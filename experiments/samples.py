@@ -110,8 +110,9 @@ class Written:
                 f"{self.dropped} of the generated tokens dropped by decoding{rule}")
 
 
-def _playable(score):
-    """No note before time 0 (a negative MicroTiming on the first beat), no empty tracks."""
+def playable(score):
+    """The score without empty tracks, and with no note before time 0: a negative MicroTiming
+    on the first beat decodes to a negative onset, which a MIDI file cannot hold."""
     score.tracks = [track for track in score.tracks if len(track.notes)]
     for track in score.tracks:
         for note in track.notes:
@@ -131,7 +132,7 @@ def write_sample(path: Path, decoded: tuple, prompt_decoded: tuple, generated: n
     prompt's notes grey, the continuation coloured by velocity, on PerTok's bar grid."""
     score, report = decoded
     prompt_score, prompt_report = prompt_decoded
-    score = _playable(score)
+    score = playable(score)
     path.parent.mkdir(parents=True, exist_ok=True)
     score.dump_midi(str(path))
     seconds = float(score.to("second").end()) if score.note_num() else 0.0
