@@ -36,7 +36,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from composer import composition_view, idea_example, select_bars, variation_latents  # noqa: E402
+from composer import (composition_view, conditions_of, idea_example, select_bars,  # noqa: E402
+                      variation_latents)
 from evaluation.similarity import chroma_similarity, groove_similarity  # noqa: E402
 from experiments.cadenza import compose, load_trained  # noqa: E402
 from performer import PerformanceFiller, piece_velocities, slot_kinds  # noqa: E402
@@ -155,7 +156,9 @@ def composer_report(composer, tokenizer: PerTok, pieces: list[np.ndarray], varia
     encoder_ids = np.stack([idea_example(idea, task.context_length)["encoder_ids"] for idea in ideas])
     mu, logvar = encode(composer.params, encoder_ids)
     rng = jax.random.key(seed)
-    greedy, _ = compose(composer, tokenizer, mu, rng, 1e-4, 1.0)
+    # Each idea's own conditions (meter, programs, bars) as the decoder's prefix, as vary does.
+    prefixes = np.stack([task.model.prefix_ids(conditions_of(idea, tokenizer)) for idea in ideas])
+    greedy, _ = compose(composer, tokenizer, mu, rng, 0.0, 1.0, prefix=prefixes)
     truth = [note_set(idea, tokenizer) for idea in ideas]
     decoded = [note_set(ids, tokenizer) for ids in greedy]
     n = len(ideas)
@@ -164,7 +167,8 @@ def composer_report(composer, tokenizer: PerTok, pieces: list[np.ndarray], varia
     chroma, groove = np.zeros((n, n)), np.zeros((n, n))
     for i in range(n):
         z = variation_latents(jax.random.fold_in(rng, i), mu[i], logvar[i], variations, 0.5)
-        varied, _ = compose(composer, tokenizer, z, jax.random.fold_in(rng, n + i), 1.0, 0.9)
+        varied, _ = compose(composer, tokenizer, z, jax.random.fold_in(rng, n + i), 1.0, 0.9,
+                            prefix=prefixes[i])
         varied = [tokenizer.decode(ids, view="composition") for ids in varied if len(ids)]
         for j in range(n):
             chroma[i, j] = np.mean([chroma_similarity(scores[j], v) for v in varied]) if varied else 0.0

@@ -4,7 +4,8 @@
 functions), `model` (the bidirectional encoder and the in-attention decoder with its
 conditioning prefix), `ideas` (cutting ideas at bar lines, their conditions), `task` (the
 `training.Task`), `grammar` (PerTok's grammar for sampling; import it as a module),
-`sample` (prior, variations, interpolation, cached decoding).
+`sample` (prior, variations, interpolation, cached decoding after the conditioning prefix,
+greedy at temperature 0).
 """
 from composer.ideas import (Conditions, Idea, composition_view, conditions_of, cut_ideas,
                             named_conditions, prefix_ids, select_bars, standalone)

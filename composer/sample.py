@@ -1,5 +1,6 @@
 """Sampling ideas from the Composer: latents (prior, variations, interpolation), cached
-autoregressive decoding with temperature and top-p, and grammar repair through PerTok."""
+autoregressive decoding after the conditioning prefix with temperature (0 = greedy) and
+top-p under the grammar, and grammar repair through PerTok."""
 from __future__ import annotations
 
 import jax
@@ -10,6 +11,7 @@ from composer import grammar, vae
 from composer.ideas import cut_points, select_bars
 from composer.model import BOS_ID, PAD_ID, ComposerModel
 from pertok import EmptyScoreError, TokenType
+from pertok import grammar as grammar_rules
 
 EOS_ID = 2
 _NEVER = -1e9  # logit of a token that may not be sampled (finite: top-p sorts it last)
@@ -43,37 +45,85 @@ def variation_latents(rng: jax.Array, mu_Z: jax.Array, logvar_Z: jax.Array, num:
 class IdeaGenerator:
     """Decodes ideas from latents, one token at a time with a KV cache (jitted once per shape).
 
+    The decoder first reads the conditioning prefix ([B, P] from `model.prefix_ids`: TimeSig,
+    Programs, bar count; `model.open_prefix` leaves every field open), as in training.
     Sampling follows PerTok's grammar automaton (`composer.grammar`) with the token budget,
     so every idea decodes strictly: it ends at EOS, or within `max_tokens` after a whole note.
+    The grammar also keeps to the prefix's known fields: its TimeSig right after the first Bar
+    (and no other TimeSig), only its Programs, and at most its bar count. Temperature 0 takes
+    the most likely allowed token (greedy).
     """
 
     def __init__(self, model: ComposerModel, tokenizer, max_tokens: int, num_bars: int):
         self.model, self.max_tokens, self.num_bars = model, max_tokens, num_bars
         self.grammar = grammar.idea_grammar(tokenizer, num_bars)
+        self.vocab_size = self.grammar.vocab_size
         self._sample = jax.jit(self._sample_impl)
 
     def __call__(self, params: dict, z_BxZ: jax.Array, rng: jax.Array, temperature: float = 1.0,
-                 top_p: float = 1.0) -> np.ndarray:
-        """Token ids [B, max_tokens]: each idea, its EOS, then PAD."""
-        ids = self._sample(params, jnp.asarray(z_BxZ, jnp.float32), rng,
-                           jnp.float32(max(temperature, 1e-4)), jnp.float32(top_p))
+                 top_p: float = 1.0, prefix_BxP: np.ndarray | jax.Array | None = None) -> np.ndarray:
+        """Token ids [B, max_tokens]: each idea, its EOS, then PAD.
+
+        Args:
+          prefix_BxP: the decoder's conditions per idea (a [P] row is used for every idea);
+            None = every field open.
+          temperature: 0 = greedy (the most likely token the grammar allows).
+        """
+        z_BxZ = jnp.asarray(z_BxZ, jnp.float32)
+        batch = z_BxZ.shape[0]
+        if prefix_BxP is None:
+            prefix_BxP = self.model.open_prefix(batch)
+        prefix_BxP = jnp.asarray(prefix_BxP, jnp.int32)
+        if prefix_BxP.ndim == 1:
+            prefix_BxP = jnp.broadcast_to(prefix_BxP[None], (batch, prefix_BxP.shape[0]))
+        if prefix_BxP.shape != (batch, self.model.prefix_length):
+            raise ValueError(f"prefix of shape {prefix_BxP.shape}: expected "
+                             f"({batch}, {self.model.prefix_length}) (model.prefix_ids per idea)")
+        ids = self._sample(params, z_BxZ, prefix_BxP, rng, jnp.float32(temperature),
+                           jnp.float32(top_p))
         return np.asarray(ids)
 
-    def _next_token(self, params, token_B, z_BxZ, caches, rules, remaining, rng, temperature,
-                    top_p):
+    def _prefix_mask(self, prefix_BxP, rules):
+        """bool [B, V]: the tokens the prefix's known fields allow next (PAD = field open)."""
+        ids_1xV = jnp.arange(self.vocab_size)[None]
+        types_1xV = jnp.asarray(self.grammar.types)[None]
+        signature_Bx1 = prefix_BxP[:, :1]
+        programs_BxM = prefix_BxP[:, 1:-1]
+        bar_id_Bx1 = prefix_BxP[:, -1:]
+        bars_Bx1 = jnp.where(bar_id_Bx1 >= self.vocab_size, bar_id_Bx1 - self.vocab_size + 1, 0)
+
+        is_signature = types_1xV == TokenType.TIME_SIG
+        known_signature = signature_Bx1 != PAD_ID
+        # Only the prefix's TimeSig, and it must follow the idea's first Bar (the model was
+        # trained on standalone ideas, which carry their TimeSig there).
+        after_first_bar = ((rules.phase == grammar_rules.AFTER_BAR) & (rules.bars == 1))[:, None]
+        signature_ok = ~known_signature | jnp.where(
+            after_first_bar, ids_1xV == signature_Bx1, ~is_signature | (ids_1xV == signature_Bx1))
+        listed = (ids_1xV[:, :, None] == programs_BxM[:, None, :]).any(-1)
+        program_ok = ((programs_BxM == PAD_ID).all(-1, keepdims=True)
+                      | (types_1xV != TokenType.PROGRAM) | listed)
+        bar_ok = (bars_Bx1 == 0) | (types_1xV != TokenType.BAR) | (rules.bars[:, None] < bars_Bx1)
+        return signature_ok & program_ok & bar_ok
+
+    def _next_token(self, params, token_B, z_BxZ, prefix_BxP, caches, rules, remaining, rng,
+                    temperature, top_p):
         logits_Bx1xV, caches = self.model.decode(params, token_B[:, None], z_BxZ, caches=caches)
         allowed_BxV = self.grammar.allowed(rules, remaining, xp=jnp)
+        constrained_BxV = allowed_BxV & self._prefix_mask(prefix_BxP, rules)
+        # The prefix's limits only narrow the grammar; should they leave nothing, the grammar rules.
+        allowed_BxV = jnp.where(constrained_BxV.any(-1, keepdims=True), constrained_BxV, allowed_BxV)
         logits_BxV = jnp.where(allowed_BxV, logits_Bx1xV[:, 0].astype(jnp.float32), _NEVER)
-        logits_BxV = top_p_logits(logits_BxV / temperature, top_p)
-        return jax.random.categorical(rng, logits_BxV).astype(jnp.int32), caches
+        greedy_B = jnp.argmax(logits_BxV, axis=-1)
+        nucleus_BxV = top_p_logits(logits_BxV / jnp.maximum(temperature, 1e-6), top_p)
+        sampled_B = jax.random.categorical(rng, nucleus_BxV)
+        return jnp.where(temperature > 0, sampled_B, greedy_B).astype(jnp.int32), caches
 
-    def _sample_impl(self, params, z_BxZ, rng, temperature, top_p):
+    def _sample_impl(self, params, z_BxZ, prefix_BxP, rng, temperature, top_p):
         batch = z_BxZ.shape[0]
         out_BxN = jnp.full((batch, self.max_tokens), PAD_ID, jnp.int32)
-        state = (jnp.int32(0), jnp.full((batch,), BOS_ID, jnp.int32),
-                 self.model.empty_caches(batch, self.max_tokens),
-                 self.grammar.start(batch, xp=jnp), rng, out_BxN,
-                 jnp.zeros((batch,), bool))
+        caches = self.model.prefill(params, prefix_BxP, z_BxZ, self.max_tokens)
+        state = (jnp.int32(0), jnp.full((batch,), BOS_ID, jnp.int32), caches,
+                 self.grammar.start(batch, xp=jnp), rng, out_BxN, jnp.zeros((batch,), bool))
 
         def running(state):
             position, *_, done_B = state
@@ -82,7 +132,7 @@ class IdeaGenerator:
         def step(state):
             position, token_B, caches, rules, rng, out_BxN, done_B = state
             rng, draw = jax.random.split(rng)
-            token_B, caches = self._next_token(params, token_B, z_BxZ, caches, rules,
+            token_B, caches = self._next_token(params, token_B, z_BxZ, prefix_BxP, caches, rules,
                                                self.max_tokens - position, draw, temperature, top_p)
             token_B = jnp.where(done_B, PAD_ID, token_B)
             rules = self.grammar.advance(rules, token_B, xp=jnp)

@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from composer import (IdeaGenerator, composition_view, finish_idea, idea_example, prior_latents,
-                      select_bars, variation_latents)
+from composer import (Conditions, IdeaGenerator, composition_view, conditions_of, finish_idea,
+                      idea_example, named_conditions, prior_latents, select_bars, variation_latents)
 from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow, write_piano_roll_figure
 from evaluation.similarity import chroma_similarity, groove_similarity
@@ -84,13 +84,18 @@ def read_idea(path: str, full: np.ndarray, tokenizer: PerTok, composer: Trained,
 
 
 def compose(composer: Trained, tokenizer: PerTok, z_NxZ: jax.Array, rng: jax.Array,
-            temperature: float, top_p: float) -> tuple[list[np.ndarray], list[float]]:
-    """Decoded, repaired composition ids of each latent and the token error rate of each."""
+            temperature: float, top_p: float,
+            prefix: np.ndarray | None = None) -> tuple[list[np.ndarray], list[float]]:
+    """Decoded, repaired composition ids of each latent and the token error rate of each.
+
+    `prefix` ([P] or [N, P], `model.prefix_ids`) is what the decoder is told before BOS (the
+    meter, programs and bar count); None leaves every field open. Temperature 0 is greedy.
+    """
     if "generator" not in composer.compiled:
         composer.compiled["generator"] = IdeaGenerator(
             composer.task.model, tokenizer, composer.task.context_length, composer.task.num_bars)
     generator = composer.compiled["generator"]
-    sampled = generator(composer.params, z_NxZ, rng, temperature, top_p)
+    sampled = generator(composer.params, z_NxZ, rng, temperature, top_p, prefix_BxP=prefix)
     finished = [finish_idea(ids, tokenizer, composer.task.num_bars) for ids in sampled]
     return [ids for ids, _ in finished], [rate for _, rate in finished]
 
@@ -135,14 +140,34 @@ def _write(out_dir: Path, name: str, score, reference: RollRow | None, num_bars:
 def _check_vary(v) -> None:
     _check(v.num_variations >= 1, f"vary.num_variations={v.num_variations} must be at least 1")
     _check(v.strength >= 0, f"vary.strength={v.strength} must be >= 0")
-    _check(v.temperature > 0 and 0 < v.top_p <= 1,
-           f"vary.temperature={v.temperature} must be > 0 and vary.top_p={v.top_p} in (0, 1]")
+    _check(v.temperature >= 0 and 0 < v.top_p <= 1,
+           f"vary.temperature={v.temperature} must be >= 0 (0 = greedy) and vary.top_p={v.top_p} in (0, 1]")
 
 
-def _check_generate(g) -> None:
+def _check_generate(g, tokenizer: PerTok) -> Conditions:
+    """The generate fields; returns the conditions they name (num_bars 0 = still open)."""
     _check(g.num_ideas >= 1, f"generate.num_ideas={g.num_ideas} must be at least 1")
-    _check(g.temperature > 0 and 0 < g.top_p <= 1,
-           f"generate.temperature={g.temperature} must be > 0 and generate.top_p={g.top_p} in (0, 1]")
+    _check(g.temperature >= 0 and 0 < g.top_p <= 1,
+           f"generate.temperature={g.temperature} must be >= 0 (0 = greedy) and "
+           f"generate.top_p={g.top_p} in (0, 1]")
+    _check(g.num_bars >= 0, f"generate.num_bars={g.num_bars} must be >= 0 (0 = the Composer's idea.num_bars)")
+    for field in ("time_signature", "programs"):
+        try:
+            named_conditions(tokenizer, **{"time_signature": "", "programs": "", "num_bars": 0,
+                                           field: str(g[field])})
+        except ValueError as error:
+            raise ConfigError(f"generate.{field}={g[field]!r}: {error}") from None
+    return named_conditions(tokenizer, str(g.time_signature), str(g.programs), 0)
+
+
+def _generate_prefix(g, tokenizer: PerTok, composer: Trained) -> np.ndarray:
+    """The decoder's prefix for new ideas: the configured meter, programs and bar count."""
+    conditions = _check_generate(g, tokenizer)
+    max_bars = composer.task.num_bars
+    _check(g.num_bars <= max_bars,
+           f"generate.num_bars={g.num_bars} is more than the {max_bars} bars of the Composer's ideas")
+    conditions = dataclasses.replace(conditions, num_bars=g.num_bars or max_bars)
+    return composer.task.model.prefix_ids(conditions)
 
 
 def _check_perform(p) -> None:
@@ -154,7 +179,7 @@ def check(config, workdir: str) -> None:
     """`--mode=check`: the vary and generate fields, and whether the two trained workdirs exist."""
     del workdir  # Cadenza writes into it only when it varies or generates
     _check_vary(config.vary)
-    _check_generate(config.generate)
+    _check_generate(config.generate, PerTok())
     _check_perform(config.perform)
     for name in ("composer_workdir", "performer_workdir"):
         path = config[name]
@@ -185,7 +210,9 @@ def vary(config, workdir: str) -> dict:
     mu_1xZ, logvar_1xZ = jax.jit(composer.task.model.encode)(composer.params,
                                                              encoder_ids["encoder_ids"][None])
     z_NxZ = variation_latents(latent_rng, mu_1xZ[0], logvar_1xZ[0], v.num_variations, v.strength)
-    compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, v.temperature, v.top_p)
+    prefix = composer.task.model.prefix_ids(conditions_of(composition_view(idea, tokenizer), tokenizer))
+    compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, v.temperature, v.top_p,
+                                        prefix)
     level = config.perform.velocity or piece_velocities(full, tokenizer)  # the input's loudness
     scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
                      config.perform.rounds, level)
@@ -227,13 +254,15 @@ def _summarise(out_dir: Path, rows: list[dict], source: str, strength: float) ->
 def generate(config, workdir: str) -> dict:
     """Write `generate.num_ideas` performed ideas from the prior under WORKDIR/ideas."""
     g = config.generate
-    _check_generate(g)
-    _check_perform(config.perform)
     tokenizer = PerTok()
+    _check_generate(g, tokenizer)
+    _check_perform(config.perform)
     composer, performer = _load_models(config, tokenizer)
+    prefix = _generate_prefix(g, tokenizer, composer)
     latent_rng, sample_rng, perform_rng = jax.random.split(jax.random.key(config.seed), 3)
     z_NxZ = prior_latents(latent_rng, g.num_ideas, composer.task.model.latent_dim)
-    compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, g.temperature, g.top_p)
+    compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, g.temperature, g.top_p,
+                                        prefix)
     scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
                      config.perform.rounds, config.perform.velocity or None)
     out_dir = Path(workdir) / "ideas"

@@ -50,7 +50,7 @@ def run(tmp_path_factory):
     cadenza = _config("experiments/configs/cadenza.py:tiny", **{
         "composer_workdir": str(root / "composer"), "performer_workdir": str(root / "performer"),
         "vary.input": input_path, "vary.num_variations": NUM_VARIATIONS, "vary.strength": 0.5,
-        "generate.num_ideas": 2})
+        "generate.num_ideas": 2, "generate.time_signature": "3/4", "generate.programs": "33"})
     summary = launch.run(cadenza, str(root / "out"), "vary")
     ideas = launch.run(cadenza, str(root / "out"), "generate")
     return root, cadenza, summary, ideas
@@ -78,13 +78,18 @@ def test_vary_writes_performed_decodable_variations_and_their_similarity(run):
     assert velocities != {64}
 
 
-def test_generate_writes_ideas_from_the_prior(run):
+def test_generate_writes_ideas_from_the_prior_in_the_configured_meter_and_program(run):
     root, _, _, ideas = run
     rows = ideas["ideas"]
-    assert len(rows) == 2
+    assert len(rows) == 2 and any(row["notes"] for row in rows)
+    tokenizer = PerTok()
     for row in rows:
         if row["notes"]:
-            PerTok().encode(root / "out" / "ideas" / f"{row['name']}.mid")
+            ids = tokenizer.encode(root / "out" / "ideas" / f"{row['name']}.mid")
+            types = tokenizer.token_types(ids)
+            # generate.time_signature=3/4 and programs=33 reached the decoder and its grammar.
+            assert {tokenizer.vocab.names[i] for i in ids[types == TokenType.TIME_SIG]} == {"TimeSig_3/4"}
+            assert {tokenizer.vocab.names[i] for i in ids[types == TokenType.PROGRAM]} == {"Program_33"}
 
 
 def test_bad_input_gets_one_clear_error(run, tmp_path):

@@ -43,3 +43,34 @@ def test_small_variants_fit_a_two_core_cpu_and_cadenza_small_points_at_them():
     # The beta cycles fill the run, and the metrics are logged several times per cycle.
     cycle = (composer.train.steps - composer.kl.warmup_steps) // composer.kl.cycles
     assert composer.kl.beta_max <= 1 and cycle >= 5 * composer.train.log_every
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("generate.time_signature", "5/3", "generate.time_signature='5/3'"),
+    ("generate.programs", "0,piano", "generate.programs='0,piano'"),
+    ("generate.num_bars", -1, "generate.num_bars=-1"),
+    ("generate.temperature", -0.5, "generate.temperature=-0.5"),
+    ("vary.temperature", -1.0, "vary.temperature=-1.0"),
+])
+def test_check_mode_names_a_bad_vary_or_generate_field_in_one_line(field, value, named, tmp_path, capsys):
+    from experiments import cadenza
+    from training import ConfigError
+
+    config = config_file.load_config(f"{CONFIGS['cadenza']}:tiny")
+    block, leaf = field.split(".")
+    cadenza.check(config, str(tmp_path))  # the defaults are valid
+    assert "config is valid" in capsys.readouterr().out
+    config[block][leaf] = value
+    with pytest.raises(ConfigError) as error:
+        cadenza.check(config, str(tmp_path))
+    assert str(error.value).startswith(named) and "\n" not in str(error.value)
+
+
+def test_temperature_0_greedy_and_generate_conditions_pass_the_check(tmp_path, capsys):
+    from experiments import cadenza
+
+    config = config_file.load_config(f"{CONFIGS['cadenza']}:tiny")
+    config.vary.temperature = config.generate.temperature = 0.0
+    config.generate.update(time_signature="6/8", programs="33, drums", num_bars=1)
+    cadenza.check(config, str(tmp_path))
+    assert "config is valid" in capsys.readouterr().out

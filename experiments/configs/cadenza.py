@@ -5,7 +5,7 @@ performed by the Performer, each trained beforehand in its own workdir.
         --workdir=runs/cadenza --config.vary.input=IN.mid --config.vary.num_variations=4 \
         --config.vary.strength=0.5
     python -m experiments.main --mode=generate --config=experiments/configs/cadenza.py:tiny \
-        --workdir=runs/cadenza --config.generate.num_ideas=4
+        --workdir=runs/cadenza --config.generate.num_ideas=4 --config.generate.time_signature=3/4
 
 No sweep: this config trains nothing (sweep composer.py and performer.py instead).
 """
@@ -30,13 +30,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.vary.start_bar = 1  # first bar of the idea in the input, counting from 1
     c.vary.num_variations = 4  # variations written
     c.vary.strength = 0.5  # z = mu + strength * sigma * eps: 0 = the encoded idea, 1 = posterior
-    c.vary.temperature = 1.0  # softmax temperature of the Composer's tokens
+    c.vary.temperature = 1.0  # softmax temperature of the Composer's tokens; 0 = greedy
     c.vary.top_p = 0.9  # nucleus sampling mass; 1 = off
 
     c.generate = ml_collections.ConfigDict()
     c.generate.num_ideas = 4  # ideas from the prior written by --mode=generate
-    c.generate.temperature = 1.0  # softmax temperature of the Composer's tokens
+    c.generate.temperature = 1.0  # softmax temperature of the Composer's tokens; 0 = greedy
     c.generate.top_p = 0.9  # nucleus sampling mass; 1 = off
+    # The conditions the decoder is given before BOS, and the sampler's grammar keeps to:
+    c.generate.time_signature = "4/4"  # the ideas' meter, e.g. "3/4", "6/8"; "" = any
+    c.generate.programs = "0"  # comma-separated General MIDI programs or "drums", e.g. "0,33,drums"; "" = any
+    c.generate.num_bars = 0  # bars per idea; 0 = the Composer's idea.num_bars
 
     c.perform = ml_collections.ConfigDict()
     c.perform.temperature = 0.7  # Performer sampling temperature; 0 = most likely timing/velocity
