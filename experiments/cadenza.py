@@ -19,15 +19,14 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from composer import (Conditions, IdeaGenerator, composition_view, conditions_of, finish_idea,
-                      idea_example, named_conditions, prior_latents, select_bars, variation_latents)
+from composer import (Conditions, IdeaGenerator, finish_idea, named_conditions, prior_latents,
+                      select_bars)
 from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow, write_piano_roll_figure
-from evaluation.similarity import chroma_similarity, groove_similarity
 from experiments.restore import restore_latest
 from experiments.samples import playable
 from pertok import EmptyScoreError, PerTok, TokenType
-from performer import PerformanceFiller, piece_velocities
+from performer import PerformanceFiller
 from training.validate import ConfigError
 
 
@@ -187,68 +186,6 @@ def check(config, workdir: str) -> None:
         print(f"{name}={path!r}: " + ("a trained run" if found else
               "no checkpoints yet (train it first, see experiments/configs/cadenza.py)"))
     print("config is valid")
-
-
-def vary(config, workdir: str) -> dict:
-    """Write `vary.num_variations` performed variations of the input's idea under WORKDIR/variations,
-    print each one's chroma and groove similarity to the input; returns the summary."""
-    v = config.vary
-    _check(bool(v.input), "--mode=vary needs the input MIDI file: --config.vary.input=IN.mid")
-    _check_vary(v)
-    _check_perform(config.perform)
-    tokenizer = PerTok()
-    if not os.path.isfile(v.input):
-        raise FileNotFoundError(f"vary.input={v.input!r}: no such MIDI file")
-    full = tokenizer.encode(v.input)  # unreadable or empty MIDI: a PerTokError naming the file
-    composer, performer = _load_models(config, tokenizer)
-    idea, note = read_idea(v.input, full, tokenizer, composer, v.start_bar)
-    if note:
-        print(note)
-        logging.info("%s", note)
-    latent_rng, sample_rng, perform_rng = jax.random.split(jax.random.key(config.seed), 3)
-    encoder_ids = idea_example(composition_view(idea, tokenizer), composer.task.context_length)
-    mu_1xZ, logvar_1xZ = jax.jit(composer.task.model.encode)(composer.params,
-                                                             encoder_ids["encoder_ids"][None])
-    z_NxZ = variation_latents(latent_rng, mu_1xZ[0], logvar_1xZ[0], v.num_variations, v.strength)
-    prefix = composer.task.model.prefix_ids(conditions_of(composition_view(idea, tokenizer), tokenizer))
-    compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, v.temperature, v.top_p,
-                                        prefix)
-    level = config.perform.velocity or piece_velocities(full, tokenizer)  # the input's loudness
-    scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
-                     config.perform.rounds, level)
-
-    out_dir = Path(workdir) / "variations"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    num_bars = composer.task.num_bars
-    input_score = playable(tokenizer.decode(idea))
-    title = f"{os.path.basename(v.input)}: idea from bar {v.start_bar}, strength {v.strength}"
-    _write(out_dir, "input", input_score, None, num_bars, title)
-    reference = RollRow("input", piece_notes(input_score, num_bars))
-    rows = []
-    for n, (score, error_rate) in enumerate(zip(scores, error_rates)):
-        name = f"variation_{n}"
-        row = {"name": name, "token_error_rate": error_rate, "chroma": 0.0, "groove": 0.0,
-               "notes": 0}
-        if score is not None:
-            _write(out_dir, name, score, reference, num_bars, title)
-            row.update(chroma=chroma_similarity(input_score, score),
-                       groove=groove_similarity(input_score, score), notes=int(score.note_num()))
-        rows.append(row)
-    return _summarise(out_dir, rows, v.input, v.strength)
-
-
-def _summarise(out_dir: Path, rows: list[dict], source: str, strength: float) -> dict:
-    print(f"variations of {source} (strength {strength}) in {out_dir}:")
-    for row in rows:
-        print(f"  {row['name']}.mid  chroma {row['chroma']:.3f}  groove {row['groove']:.3f}  "
-              f"notes {row['notes']:3d}  token errors {100 * row['token_error_rate']:.1f}%"
-              + ("" if row["notes"] else "  (no notes survived: not written)"))
-    summary = {"input": source, "strength": strength, "variations": rows,
-               "mean_chroma": float(np.mean([r["chroma"] for r in rows])),
-               "mean_groove": float(np.mean([r["groove"] for r in rows]))}
-    print(f"  mean     chroma {summary['mean_chroma']:.3f}  groove {summary['mean_groove']:.3f}")
-    (out_dir / "similarity.json").write_text(json.dumps(summary, indent=1))
-    return summary
 
 
 def generate(config, workdir: str) -> dict:

@@ -39,7 +39,7 @@ TASKS = {"lm": _lm, "composer": _composer, "performer": _performer, "perceivers"
 # imported when used and called as function(config, workdir). Each task adds its own entries.
 EXTRA_MODES = {
     "check": {"cadenza": "experiments.cadenza:check"},  # trainable tasks: launch checks them
-    "vary": {"cadenza": "experiments.cadenza:vary"},
+    "vary": {"cadenza": "experiments.vary:vary"},
     "generate": {"cadenza": "experiments.cadenza:generate",
                  "perceivers": "experiments.perceivers:generate",
                  "lm": "experiments.lm:generate"},

@@ -2,13 +2,16 @@
 then vary a piece and generate ideas; bad input gets one clear error."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from experiments import config_file, launch
+from experiments.vary import first_bar_with_notes
 from pertok import EmptyScoreError, MidiParseError, PerTok, TokenType
 from training import ConfigError
 
@@ -58,7 +61,7 @@ def run(tmp_path_factory):
 
 def test_vary_writes_performed_decodable_variations_and_their_similarity(run):
     root, _, summary, _ = run
-    out = root / "out" / "variations"
+    out = root / "out" / "variations" / "piece_0002_band"
     assert json.loads((out / "similarity.json").read_text()) == summary
     assert (out / "input.mid").is_file() and (out / "input.png").is_file()
     written = [row for row in summary["variations"] if row["notes"] > 0]
@@ -70,12 +73,45 @@ def test_vary_writes_performed_decodable_variations_and_their_similarity(run):
         tokenizer.decode(ids, strict=True)
         assert (tokenizer.token_types(ids) == TokenType.BAR).sum() <= 2  # an idea: 2 bars (tiny)
         assert 0 <= row["chroma"] <= 1 and 0 <= row["groove"] <= 1
+        assert 0 <= row["control_chroma"] <= 1 and 0 <= row["control_groove"] <= 1
         assert row["token_error_rate"] == 0.0
     # Performed: the Performer chose the velocities, not PerTok's composition default of 64.
     velocities = {int(n.velocity) for row in written
                   for track in PerTok().decode(tokenizer.encode(out / f"{row['name']}.mid")).tracks
                   for n in track.notes}
     assert velocities != {64}
+
+
+def test_vary_a_folder_writes_each_input_in_its_own_folder_and_skips_bad_files(run, tmp_path):
+    root, cadenza, _, _ = run
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in ("piece_0000_piano", "piece_0001_drums"):
+        shutil.copy(root / "cache" / "builtin-8" / f"{name}.mid", inputs / f"{name}.mid")
+    (inputs / "broken.mid").write_bytes(b"not a MIDI file")
+    out = tmp_path / "out"
+    stale = out / "variations" / "piece_0000_piano" / "variation_9.mid"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"from an earlier run")
+    with cadenza.unlocked():
+        cadenza.vary.input, cadenza.vary.num_variations = str(inputs), 1
+    summary = launch.run(cadenza, str(out), "vary")
+    assert [Path(s["input"]).stem for s in summary["inputs"]] == ["piece_0000_piano", "piece_0001_drums"]
+    assert [Path(s["input"]).name for s in summary["skipped"]] == ["broken.mid"]
+    assert not stale.exists()
+    for stem in ("piece_0000_piano", "piece_0001_drums"):
+        assert (out / "variations" / stem / "input.mid").is_file()
+        assert (out / "variations" / stem / "similarity.json").is_file()
+
+
+def test_an_idea_that_starts_with_empty_bars_moves_to_the_first_bar_with_notes():
+    tokenizer = PerTok()
+    ids = tokenizer.vocab.ids
+    note = [ids[n] for n in ("Program_0", "Pitch_60", "MicroTiming_0", "Velocity_66", "Duration_960")]
+    full = np.array([ids["Bar"], ids["Bar"], ids["Bar"], *note, ids["Bar"], *note])
+    assert first_bar_with_notes(full, tokenizer, 1) == 3
+    assert first_bar_with_notes(full, tokenizer, 4) == 4
+    assert first_bar_with_notes(full, tokenizer, 5) == 5  # none later: read_idea reports it
 
 
 def test_generate_writes_ideas_from_the_prior_in_the_configured_meter_and_program(run):

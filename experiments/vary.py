@@ -1,0 +1,147 @@
+"""`--mode=vary` of Cadenza: performed variations of the idea of each input MIDI file, each
+beside a control, so a user sees what "related" means here.
+
+    python -m experiments.main --mode=vary --config=experiments/configs/cadenza.py:tiny \
+        --workdir=runs/cadenza --config.vary.input=IN.mid|FOLDER
+
+Each input writes WORKDIR/variations/<input name>/: `input.mid` (the idea as cut), and for
+every k `variation_k.mid` and `variation_k.png` (its piano roll under the input's), plus
+`similarity.json`. The folder is emptied first, so nothing stale is left from an earlier run.
+The control of variation k is an idea from the prior with the same conditioning prefix (meter,
+programs, bars) and performed the same way: its similarity to the input is what similarity
+looks like without listening.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+from absl import logging
+
+from composer import composition_view, conditions_of, idea_example, prior_latents, variation_latents
+from evaluation.notes import piece_notes
+from evaluation.pianoroll import RollRow
+from evaluation.similarity import chroma_similarity, groove_similarity
+from experiments.cadenza import (_check, _check_perform, _check_vary, _load_models, _write, compose,
+                                 perform, read_idea)
+from experiments.samples import playable
+from performer import piece_velocities
+from pertok import PerTok, PerTokError, TokenType
+from pertok.store import find_midi_files
+from training.validate import ConfigError
+
+
+def vary(config, workdir: str) -> dict:
+    """Variations of each input (a file, or every MIDI file of a folder); returns the summary of
+    a single file, or {"inputs": [summaries], "skipped": [...]} for a folder."""
+    v = config.vary
+    _check(bool(v.input), "--mode=vary needs an input: --config.vary.input=IN.mid (or a folder)")
+    _check_vary(v)
+    _check_perform(config.perform)
+    tokenizer = PerTok()
+    if os.path.isdir(v.input):
+        inputs = find_midi_files(v.input)
+        _check(bool(inputs), f"vary.input={v.input!r} holds no MIDI files")
+    elif os.path.isfile(v.input):
+        inputs = [Path(v.input)]
+    else:
+        raise FileNotFoundError(f"vary.input={v.input!r}: no such MIDI file or folder")
+    composer, performer = _load_models(config, tokenizer)
+    models = (tokenizer, composer, performer)
+    if len(inputs) == 1 and not os.path.isdir(v.input):
+        return vary_one(config, inputs[0], inputs[0].stem, models, Path(workdir))
+    summaries, skipped = [], []
+    for path in inputs:
+        name = str(path.relative_to(v.input).with_suffix("")).replace(os.sep, "_")
+        try:
+            summaries.append(vary_one(config, path, name, models, Path(workdir)))
+        except (PerTokError, ConfigError) as error:  # one bad file in a folder: say so, go on
+            print(f"skipped {path}: {error}")
+            skipped.append({"input": str(path), "reason": str(error)})
+    return {"inputs": summaries, "skipped": skipped}
+
+
+def first_bar_with_notes(full: np.ndarray, tokenizer: PerTok, start_bar: int) -> int:
+    """The first bar, counting from 1 and from `start_bar` on, that holds a note (else
+    `start_bar`, which `read_idea` then reports)."""
+    types = tokenizer.token_types(full)
+    bar_of_token = np.cumsum(types == TokenType.BAR)
+    note_bars = bar_of_token[np.isin(types, (TokenType.PITCH, TokenType.DRUM_PITCH))]
+    later = note_bars[note_bars >= start_bar]
+    return int(later.min()) if len(later) else start_bar
+
+
+def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
+    """Variations and controls of one input's idea, written to ROOT/variations/`name`."""
+    v, (tokenizer, composer, performer) = config.vary, models
+    full = tokenizer.encode(path)  # unreadable or empty MIDI: a PerTokError naming the file
+    start_bar = first_bar_with_notes(full, tokenizer, v.start_bar)
+    if start_bar != v.start_bar:
+        print(f"{path}: bars {v.start_bar}-{start_bar - 1} hold no notes; the idea starts at bar "
+              f"{start_bar}")
+    idea, note = read_idea(str(path), full, tokenizer, composer, start_bar)
+    if note:
+        print(note)
+        logging.info("%s", note)
+    latent_rng, sample_rng, perform_rng, control_rng = jax.random.split(jax.random.key(config.seed), 4)
+    composition = composition_view(idea, tokenizer)
+    encoder_ids = idea_example(composition, composer.task.context_length)["encoder_ids"][None]
+    mu_1xZ, logvar_1xZ = jax.jit(composer.task.model.encode)(composer.params, encoder_ids)
+    z_NxZ = variation_latents(latent_rng, mu_1xZ[0], logvar_1xZ[0], v.num_variations, v.strength)
+    prior_NxZ = prior_latents(control_rng, v.num_variations, composer.task.model.latent_dim)
+    prefix = composer.task.model.prefix_ids(conditions_of(composition, tokenizer))
+    level = config.perform.velocity or piece_velocities(full, tokenizer)  # the input's loudness
+    scores, controls = [], []
+    for z, rng, out in ((z_NxZ, sample_rng, scores), (prior_NxZ, control_rng, controls)):
+        compositions, error_rates = compose(composer, tokenizer, z, rng, v.temperature, v.top_p, prefix)
+        performed = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
+                            config.perform.rounds, level)
+        out.extend(zip(performed, error_rates))
+
+    out_dir = root / "variations" / name
+    shutil.rmtree(out_dir, ignore_errors=True)  # nothing stale from an earlier run
+    out_dir.mkdir(parents=True)
+    num_bars = composer.task.num_bars
+    input_score = playable(tokenizer.decode(idea))
+    title = f"{path.name}: idea from bar {start_bar}, strength {v.strength}"
+    _write(out_dir, "input", input_score, None, num_bars, title)
+    reference = RollRow("input", piece_notes(input_score, num_bars))
+    rows = []
+    for n, ((score, error_rate), (control, _)) in enumerate(zip(scores, controls)):
+        row = {"name": f"variation_{n}", "token_error_rate": error_rate, "notes": 0,
+               **_similarity(input_score, score), **_similarity(input_score, control, "control_")}
+        if score is not None:
+            _write(out_dir, row["name"], score, reference, num_bars, title)
+            row["notes"] = int(score.note_num())
+        rows.append(row)
+    return summarise(out_dir, rows, str(path), v.strength)
+
+
+def _similarity(input_score, score, prefix: str = "") -> dict[str, float]:
+    if score is None:
+        return {f"{prefix}chroma": 0.0, f"{prefix}groove": 0.0}
+    return {f"{prefix}chroma": chroma_similarity(input_score, score),
+            f"{prefix}groove": groove_similarity(input_score, score)}
+
+
+def summarise(out_dir: Path, rows: list[dict], source: str, strength: float) -> dict:
+    """Print each variation's similarity to the input beside its control's; write the JSON."""
+    print(f"variations of {source} (strength {strength}) in {out_dir}:")
+    print("                  to the input          control (a prior idea, same meter/instruments)")
+    for row in rows:
+        print(f"  {row['name']}.mid  chroma {row['chroma']:.3f}  groove {row['groove']:.3f}    "
+              f"chroma {row['control_chroma']:.3f}  groove {row['control_groove']:.3f}  "
+              f"notes {row['notes']:3d}  token errors {100 * row['token_error_rate']:.1f}%"
+              + ("" if row["notes"] else "  (no notes survived: not written)"))
+    means = {key: float(np.mean([r[key] for r in rows]))
+             for key in ("chroma", "groove", "control_chroma", "control_groove")}
+    summary = {"input": source, "strength": strength, "variations": rows,
+               **{f"mean_{key}": value for key, value in means.items()}}
+    print(f"  mean             chroma {means['chroma']:.3f}  groove {means['groove']:.3f}    "
+          f"chroma {means['control_chroma']:.3f}  groove {means['control_groove']:.3f}")
+    (out_dir / "similarity.json").write_text(json.dumps(summary, indent=1))
+    return summary
