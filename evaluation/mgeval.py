@@ -56,6 +56,8 @@ import dataclasses
 import numpy as np
 import symusic
 
+from evaluation.features import FEATURE_ABBREVIATIONS
+
 NUM_PITCH_CLASSES = 12
 FRAMES_PER_SECOND = 100  # pretty_midi get_piano_roll(fs=100)
 TRANSITION_SECONDS = 0.05  # pretty_midi's time_thresh
@@ -65,17 +67,10 @@ DEFAULT_MICROSECONDS_PER_QUARTER = 500_000  # 120 qpm
 NOTE_LENGTH_UNITS = np.array([96, 48, 24, 12, 6, 72, 36, 18, 9, 32, 16, 8], np.float64)
 
 # The features MGEval's `__main__` reports without --num-bar: the papers' table.
-PAPER_FEATURES = {
-    "total_used_pitch": "PC",
-    "total_used_note": "NC",
-    "pitch_class_histogram": "PCH",
-    "pitch_class_transition_matrix": "PCTM",
-    "pitch_range": "PR",
-    "avg_pitch_interval": "PI",
-    "avg_ioi": "IOI",
-    "note_length_histogram": "NLH",
-    "note_length_transition_matrix": "NLTM",
-}
+PAPER_FEATURES = {name: FEATURE_ABBREVIATIONS[name] for name in (
+    "total_used_pitch", "total_used_note", "pitch_class_histogram", "pitch_class_transition_matrix",
+    "pitch_range", "avg_pitch_interval", "avg_ioi", "note_length_histogram",
+    "note_length_transition_matrix")}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from evaluation.overlap import scott_bandwidth
+from evaluation.overlap import density_on_grid, scott_bandwidth
 
 _STEPS_PER_BANDWIDTH = 32
 _MIN_GRID_POINTS, _MAX_GRID_POINTS = 2049, 2 ** 19 + 1
@@ -53,24 +53,6 @@ def kde_direct(values: np.ndarray, points: np.ndarray, width: float) -> np.ndarr
     return density / (values.size * width * math.sqrt(2 * math.pi))
 
 
-def kde_on_grid(values: np.ndarray, grid: np.ndarray, width: float) -> np.ndarray:
-    """Gaussian KDE of `values` (all inside the grid) on an even grid: binned, then FFT."""
-    step = grid[1] - grid[0]
-    position = np.clip((values - grid[0]) / step, 0, grid.size - 1)
-    lower = np.minimum(np.floor(position).astype(np.int64), grid.size - 2)
-    upper_share = position - lower
-    mass = (np.bincount(lower, 1 - upper_share, minlength=grid.size)
-            + np.bincount(lower + 1, upper_share, minlength=grid.size)) / values.size
-    # Offsets beyond the grid's length never join two grid points.
-    half_width = int(min(math.ceil(_KERNEL_HALF_WIDTH_BANDWIDTHS * width / step), grid.size - 1))
-    offsets = np.arange(-half_width, half_width + 1) * step
-    kernel = np.exp(-0.5 * (offsets / width) ** 2) / (width * math.sqrt(2 * math.pi))
-    # A power-of-two length: pocketfft is slow on the odd lengths the grid would give.
-    full_size = 1 << (mass.size + kernel.size - 2).bit_length()
-    full = np.fft.irfft(np.fft.rfft(mass, full_size) * np.fft.rfft(kernel, full_size), full_size)
-    return np.clip(full[half_width:half_width + grid.size], 0.0, None)
-
-
 def overlap_area(intra: np.ndarray, inter: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """MGEval's OA of two distance sets; also the grid and both densities (for the plot).
 
@@ -87,7 +69,8 @@ def overlap_area(intra: np.ndarray, inter: np.ndarray) -> tuple[float, np.ndarra
     num_points = int(np.clip(math.ceil((high - low) / min(widths) * _STEPS_PER_BANDWIDTH) + 1,
                              _MIN_GRID_POINTS, _MAX_GRID_POINTS))
     grid = np.linspace(low, high, num_points)
-    densities = np.stack([kde_on_grid(d, grid, w) for d, w in zip((intra, inter), widths)])
+    densities = np.stack([density_on_grid(d, grid, w, half_width_bandwidths=_KERNEL_HALF_WIDTH_BANDWIDTHS,
+                                          renormalise=False) for d, w in zip((intra, inter), widths)])
     oa = float(np.trapezoid(densities.min(axis=0), grid))
     return min(max(oa, 0.0), 1.0), grid, densities
 

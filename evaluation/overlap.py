@@ -28,6 +28,7 @@ Choices made here:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -79,20 +80,33 @@ def scott_bandwidth(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1) * values.size ** (-1 / 5))
 
 
-def density_on_grid(values: np.ndarray, grid: np.ndarray, bandwidth: float) -> np.ndarray:
-    """Gaussian KDE of `values` on an evenly spaced `grid`, by linear binning and FFT convolution."""
+def density_on_grid(values: np.ndarray, grid: np.ndarray, bandwidth: float, *,
+                    half_width_bandwidths: float = _KERNEL_HALF_WIDTH_BANDWIDTHS,
+                    renormalise: bool = True) -> np.ndarray:
+    """Gaussian KDE of `values` on an evenly spaced `grid`, by linear binning and FFT convolution.
+
+    Args:
+      half_width_bandwidths: the kernel is cut this many bandwidths from its centre (never
+        wider than the grid: offsets beyond it never join two grid points).
+      renormalise: scale the cut, sampled kernel to unit mass (the project protocol); False
+        keeps the exact Gaussian's values, as scipy's gaussian_kde evaluates them (mgeval).
+    """
     step = grid[1] - grid[0]
     position = np.clip((values - grid[0]) / step, 0, grid.size - 1)
     lower = np.minimum(np.floor(position).astype(np.int64), grid.size - 2)
     upper_share = position - lower
     mass = (np.bincount(lower, 1 - upper_share, minlength=grid.size)
             + np.bincount(lower + 1, upper_share, minlength=grid.size)) / values.size
-    half_width = int(np.ceil(_KERNEL_HALF_WIDTH_BANDWIDTHS * bandwidth / step))
+    half_width = int(min(np.ceil(half_width_bandwidths * bandwidth / step), grid.size - 1))
     offsets = np.arange(-half_width, half_width + 1) * step
     kernel = np.exp(-0.5 * (offsets / bandwidth) ** 2)
-    kernel /= kernel.sum() * step  # unit mass even when the bandwidth is near the step
-    # Linear convolution by FFT (numpy's, so that importing scipy.signal costs nothing).
-    full_size = mass.size + kernel.size - 1
+    if renormalise:
+        kernel /= kernel.sum() * step  # unit mass even when the bandwidth is near the step
+    else:
+        kernel /= bandwidth * math.sqrt(2 * math.pi)
+    # Linear convolution by FFT (numpy's, so that importing scipy.signal costs nothing), at a
+    # power-of-two length: pocketfft is slow on the odd lengths the grid would give.
+    full_size = 1 << (mass.size + kernel.size - 2).bit_length()
     full = np.fft.irfft(np.fft.rfft(mass, full_size) * np.fft.rfft(kernel, full_size), full_size)
     return np.clip(full[half_width:half_width + grid.size], 0.0, None)
 

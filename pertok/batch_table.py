@@ -21,7 +21,8 @@ import symusic
 from pertok.errors import EmptyScoreError, InvalidScoreError, PerTokError
 from pertok.events import (NOTE, PEDAL, TEMPO, EventTable, _quantize_input_durations, check_score,
                            four_four_index)
-from pertok.timing import _EPS, BarMap, bar_length_ticks, build_bar_map, project_time_signature, snap_to_values
+from pertok.timing import (_EPS, BarMap, bar_length_ticks, build_bar_map, project_time_signature,
+                           snap_onsets, snap_to_values)
 from pertok.vocab import DRUM_PROGRAM, Vocabulary
 
 
@@ -189,26 +190,6 @@ def _find_bars(onset: np.ndarray, piece: np.ndarray, bars: BarMap, bar_offsets: 
     return np.searchsorted(global_starts, keys, side="right") - 1
 
 
-def _snap(onset: np.ndarray, bar: np.ndarray, bars: BarMap, config) -> tuple:
-    """Grid position and microtiming bin of each onset in its bar (`timing.snap_onsets`'s rule)."""
-    offset = onset - bars.starts[bar]
-    length = bars.lengths[bar]
-    position = length.astype(np.float64)
-    best = np.abs(position - offset) + _EPS  # the bar line loses ties to points inside the bar
-    for step in config.grid_steps_ticks:
-        candidate = np.minimum(np.round(offset / step) * step, (length // step) * step)
-        distance = np.abs(candidate - offset)
-        closer = distance < best
-        position = np.where(closer, candidate, position)
-        best = np.where(closer, distance, best)
-    remainder = offset - position
-    at_next_bar = position >= length
-    position = np.where(at_next_bar, 0, position).astype(np.int64)
-    half = config.microtiming_bins // 2
-    microtiming = np.clip(np.round(remainder / config.microtiming_step_ticks), -half, half).astype(np.int64)
-    return bar + at_next_bar, position, microtiming
-
-
 def _durations(duration_in: np.ndarray, tpq_in: np.ndarray, vocab: Vocabulary) -> np.ndarray:
     """Quantized durations; the lookup tables are per file resolution, so one call per resolution."""
     resolutions = np.unique(tpq_in)
@@ -272,7 +253,7 @@ def scores_to_tables(scores: list[symusic.Score], vocab: Vocabulary) -> tuple[Ta
     end_ticks = np.maximum.reduceat(onset, row_offsets[:-1])
     bars, bar_offsets = _concatenate_bars(_bar_maps(signatures, end_ticks, vocab), vocab)
     bar = _find_bars(onset, piece, bars, bar_offsets)
-    bar, position, microtiming = _snap(onset, bar, bars, config)
+    bar, position, microtiming = snap_onsets(onset, bars, config, bar=bar)
     kind = columns["kind"]
     is_tempo = kind == TEMPO
     microtiming = np.where(is_tempo, 0, microtiming)

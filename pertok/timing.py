@@ -79,16 +79,21 @@ def build_bar_map(change_ticks: np.ndarray, change_signature: np.ndarray,
     return BarMap(starts=starts, lengths=lengths, time_signature=signature)
 
 
-def snap_onsets(onset_ticks: np.ndarray, bars: BarMap, config: PerTokConfig):
+def snap_onsets(onset_ticks: np.ndarray, bars: BarMap, config: PerTokConfig,
+                bar: np.ndarray | None = None):
     """Snap onsets to the union grid of their bar, keeping the remainder as microtiming.
 
+    Args:
+      bar: each onset's bar index when the caller knows it (a batch of pieces whose bar maps
+        are concatenated); None = looked up in `bars.starts`.
     Returns:
       (bar, position, microtiming_bin): bar index, grid position in ticks from the bar line,
       and signed microtiming bin; the quantized onset is
       bars.starts[bar] + position + microtiming_bin * microtiming_step_ticks.
     """
-    bar = np.searchsorted(bars.starts, onset_ticks + _EPS, side="right") - 1
-    bar = np.clip(bar, 0, len(bars.starts) - 1)
+    if bar is None:
+        bar = np.searchsorted(bars.starts, onset_ticks + _EPS, side="right") - 1
+        bar = np.clip(bar, 0, len(bars.starts) - 1)
     offset = onset_ticks - bars.starts[bar]
     length = bars.lengths[bar]
     # Nearest of: each grid's nearest point inside the bar, and the next bar line.

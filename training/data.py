@@ -79,12 +79,17 @@ def split_pieces(store, valid_fraction: float) -> tuple[PieceView, PieceView]:
 def content_hash(pieces) -> str:
     """A hash of the pieces' paths, lengths and tokens: names the data a run trains on.
 
-    A TokenStore's flat memory map is hashed in large slices (~1 s per GB).
+    A token store's tokens are named by the SHA-256 its meta.json records (checked when the
+    store was opened), so they are not read twice; other pieces are hashed here.
     """
     digest = hashlib.sha256("\n".join(pieces.files).encode("utf-8"))
     digest.update(np.asarray(pieces.lengths(), "<i8").tobytes())
+    meta = getattr(pieces, "meta", None)
+    recorded = (meta.get("checksums") or {}).get("tokens.u16") if isinstance(meta, dict) else None
     tokens = getattr(pieces, "tokens", None)
-    if isinstance(tokens, np.ndarray) and tokens.ndim == 1:
+    if recorded:
+        digest.update(recorded["sha256"].encode())
+    elif isinstance(tokens, np.ndarray) and tokens.ndim == 1:
         for start in range(0, len(tokens), 1 << 24):
             digest.update(np.ascontiguousarray(tokens[start:start + (1 << 24)]))
     else:

@@ -119,3 +119,20 @@ def test_prefetcher_yields_steps_in_order_and_raises_builder_errors():
     with pytest.raises(RuntimeError, match="bad piece"):
         list(prefetch)
     prefetch.close()
+
+
+def test_content_hash_names_the_tokens_and_takes_a_stores_recorded_checksum(tmp_path):
+    from pertok.store import TokenStore, build_store
+    from pertok.synthetic import write_corpus
+    from training.data import content_hash
+
+    a = MemoryPieces([np.array([5, 6, 7]), np.array([8])], ["a.mid", "b.mid"])
+    b = MemoryPieces([np.array([5, 6, 9]), np.array([8])], ["a.mid", "b.mid"])
+    assert content_hash(a) != content_hash(b) and content_hash(a) == content_hash(a)
+    write_corpus(str(tmp_path / "midi"), 2, seed=0)
+    store = build_store(tmp_path / "midi", tmp_path / "store", workers=1)
+    opened = TokenStore(tmp_path / "store")  # verified against the recorded SHA-256
+    assert content_hash(opened) == content_hash(store)
+    recorded = opened.meta["checksums"]["tokens.u16"]
+    opened.meta["checksums"]["tokens.u16"] = dict(recorded, sha256="0" * 64)
+    assert content_hash(opened) != content_hash(store)  # the recorded checksum names the tokens

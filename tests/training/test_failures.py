@@ -282,14 +282,6 @@ def test_the_finished_line_names_the_checkpoint_and_the_next_commands():
     assert "--mode=train" not in line
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("jax_cache")
-    return dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", PYTHONPATH=ROOT)
-
-
 def _tiny(workdir, *args):
     return [sys.executable, "-m", "tests.training.tiny", f"--workdir={workdir}", "--steps=2",
             "--devices=1", "--set=eval.every=2", "--set=checkpoint.every=2", "--set=eval.batches=40",
