@@ -156,7 +156,7 @@ def print_table(summary: dict) -> None:
     print(f"{summary['files']} performances, {summary['notes']} notes; {summary['irregular_bars']} irregular bars, "
           f"{summary['merged_beats']} beats merged, largest change of a note's time {summary['largest_shift_ms']:.2f} ms "
           f"({summary['largest_shift_ticks']:.2f} ticks)")
-    print(f"| | as recorded | aligned |\n|---|---|---|")
+    print("| | as recorded | aligned |\n|---|---|---|")
     for label, key, form in rows:
         print(f"| {label} | {form.format(summary['before'][key])} | {form.format(summary['after'][key])} |")
     if "written" in summary:
