@@ -11,7 +11,10 @@ The run counts inputs whose path relative to DIR is also in a model's training s
 to its MIDI folder ("leaked"): lay DIR out like the training folder for the check to see them.
 
 Performer, on the first `--performer_bars` bars of each input, every slot masked, greedy
-(temperature 0), told the input's mean velocity as its dynamic level (and once without it):
+(temperature 0: each slot's median value), told the input's mean velocity as its dynamic level,
+which sets the mean of the chosen velocities ("level"); and three controls: the level given but
+not held ("level_unheld": the model alone), the same with the most likely token instead of the
+median ("level_mode"), and no level ("no_level"):
 velocity MAE and Pearson correlation per note against the truth, beside the constant
 baseline (the mean velocity of the Performer's training split) and the piece's own mean;
 microtiming MAE (in bins of 1/96 beat) against always 0; histogram overlap (sum of
@@ -41,6 +44,7 @@ from composer import (composition_view, conditions_of, idea_example, select_bars
 from evaluation.similarity import chroma_similarity, groove_similarity  # noqa: E402
 from experiments.cadenza import compose, load_trained  # noqa: E402
 from performer import PerformanceFiller, piece_velocities, slot_kinds  # noqa: E402
+
 from performer.slots import MICROTIMING_SLOT, VELOCITY_SLOT  # noqa: E402
 from pertok import PerTok, TokenType  # noqa: E402
 from pertok.store import find_midi_files  # noqa: E402
@@ -85,14 +89,15 @@ def slot_values(ids: np.ndarray, tokenizer: PerTok, kind: int) -> np.ndarray:
 def performer_report(performer, tokenizer: PerTok, pieces: list[np.ndarray], train_mean: float,
                      seed: int) -> dict:
     """Per-note velocity and microtiming of the greedy performance against the truth and baselines."""
-    filler = PerformanceFiller(performer.task)
     compositions = [composition_view(ids, tokenizer) for ids in pieces]
     truth_v = [slot_values(ids, tokenizer, VELOCITY_SLOT) for ids in pieces]
     truth_t = [slot_values(ids, tokenizer, MICROTIMING_SLOT) for ids in pieces]
     piece_mean = [np.full(len(v), v.mean()) for v in truth_v]
     report = {}
-    for name, levels in (("level", [piece_velocities(ids, tokenizer) for ids in pieces]),
-                         ("no_level", None)):
+    given = [piece_velocities(ids, tokenizer) for ids in pieces]
+    for name, levels, greedy, hold in (("level", given, "median", True), ("level_unheld", given, "median", False),
+                                       ("level_mode", given, "mode", False), ("no_level", None, "median", True)):
+        filler = PerformanceFiller(performer.task, greedy=greedy, hold_level=hold)
         performed = filler(performer.params, compositions, jax.random.key(seed), 0.0, levels)
         velocities = [slot_values(ids, tokenizer, VELOCITY_SLOT) for ids in performed]
         velocity = np.concatenate(velocities)

@@ -27,6 +27,7 @@ from experiments.restore import restore_latest
 from experiments.samples import playable
 from pertok import EmptyScoreError, PerTok, TokenType
 from performer import PerformanceFiller
+from performer.perform import GREEDY
 from training.validate import ConfigError
 
 
@@ -100,10 +101,11 @@ def compose(composer: Trained, tokenizer: PerTok, z_NxZ: jax.Array, rng: jax.Arr
 
 
 def perform(performer: Trained | None, tokenizer: PerTok, compositions: list[np.ndarray],
-            rng: jax.Array, temperature: float, rounds: int = 8, level: Any = None) -> list[Any]:
+            rng: jax.Array, temperature: float, rounds: int = 8, level: Any = None,
+            greedy: str = "median", hold_level: bool = True) -> list[Any]:
     """Scores of the compositions, performed by the Performer (None where a composition is empty)
     in `rounds` of iterative decoding at dynamic `level` (a MIDI velocity, velocities to match,
-    or None)."""
+    or None); `greedy` and `hold_level` as in `PerformanceFiller`."""
     scores: list[Any] = [None] * len(compositions)
     present = [n for n, ids in enumerate(compositions) if len(ids)]
     if not present:
@@ -112,9 +114,10 @@ def perform(performer: Trained | None, tokenizer: PerTok, compositions: list[np.
         for n in present:
             scores[n] = playable(tokenizer.decode(compositions[n], view="composition"))
         return scores
-    if ("filler", rounds) not in performer.compiled:
-        performer.compiled[("filler", rounds)] = PerformanceFiller(performer.task, rounds)
-    filled = performer.compiled[("filler", rounds)](
+    key = ("filler", rounds, greedy, hold_level)
+    if key not in performer.compiled:
+        performer.compiled[key] = PerformanceFiller(performer.task, rounds, greedy=greedy, hold_level=hold_level)
+    filled = performer.compiled[key](
         performer.params, [compositions[n] for n in present], rng, temperature, [level] * len(present))
     for n, ids in zip(present, filled):
         scores[n] = playable(tokenizer.decode(ids, strict=False))
@@ -172,6 +175,7 @@ def _generate_prefix(g, tokenizer: PerTok, composer: Trained) -> np.ndarray:
 def _check_perform(p) -> None:
     _check(p.rounds >= 1 and 0 <= p.velocity <= 127,
            f"perform.rounds={p.rounds} must be >= 1 and perform.velocity={p.velocity} in 0-127 (0 = auto)")
+    _check(p.greedy in GREEDY, f"perform.greedy={p.greedy!r} must be one of {GREEDY}")
 
 
 def check(config, workdir: str) -> None:
@@ -201,7 +205,8 @@ def generate(config, workdir: str) -> dict:
     compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, g.temperature, g.top_p,
                                         prefix)
     scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
-                     config.perform.rounds, config.perform.velocity or None)
+                     config.perform.rounds, config.perform.velocity or None, config.perform.greedy,
+                     config.perform.hold_level)
     out_dir = Path(workdir) / "ideas"
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -99,7 +99,7 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     for z, rng, out in ((z_NxZ, sample_rng, scores), (prior_NxZ, control_rng, controls)):
         compositions, error_rates = compose(composer, tokenizer, z, rng, v.temperature, v.top_p, prefix)
         performed = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
-                            config.perform.rounds, level)
+                            config.perform.rounds, level, config.perform.greedy, config.perform.hold_level)
         out.extend(zip(performed, error_rates))
 
     out_dir = root / "variations" / name

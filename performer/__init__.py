@@ -5,13 +5,14 @@ bidirectional transformer and the per-type logit restriction), `task` (the `trai
 `perform` (iterative, window-by-window inference).
 """
 from performer.model import Performer, restrict_logits
-from performer.perform import PerformanceFiller, performance_slot_kinds, reveal_schedule
+from performer.perform import (GREEDY, PerformanceFiller, hold_level, performance_slot_kinds,
+                               reveal_schedule)
 from performer.slots import (LEVEL_SLOT, MICROTIMING_SLOT, NO_SLOT, VELOCITY_SLOT, level_id,
                              mask_slots, masked_slot_kinds, piece_velocities, random_mask,
                              slot_kinds, windows)
 from performer.task import PerformanceSampler, PerformerTask, window_example
 
-__all__ = ["Performer", "restrict_logits", "PerformanceFiller", "performance_slot_kinds",
-           "reveal_schedule", "LEVEL_SLOT", "MICROTIMING_SLOT", "NO_SLOT", "VELOCITY_SLOT",
+__all__ = ["Performer", "restrict_logits", "GREEDY", "PerformanceFiller", "hold_level",
+           "performance_slot_kinds", "reveal_schedule", "LEVEL_SLOT", "MICROTIMING_SLOT", "NO_SLOT", "VELOCITY_SLOT",
            "level_id", "mask_slots", "masked_slot_kinds", "piece_velocities", "random_mask",
            "slot_kinds", "windows", "PerformanceSampler", "PerformerTask", "window_example"]

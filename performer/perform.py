@@ -20,6 +20,7 @@ from pertok import TokenType
 
 _NOTES = (TokenType.PITCH, TokenType.DRUM_PITCH)
 _SLOT_TOKENS = (TokenType.MASK, TokenType.MICROTIMING, TokenType.VELOCITY)
+GREEDY = ("median", "mode")  # temperature-0 readouts of PerformanceFiller
 
 
 def performance_slot_kinds(ids: np.ndarray, tokenizer) -> np.ndarray:
@@ -43,6 +44,20 @@ def reveal_schedule(total: jax.Array, round_index: int, rounds: int) -> jax.Arra
     return jnp.floor(total * np.cos(np.pi / 2 * (round_index + 1) / rounds)).astype(total.dtype)
 
 
+def hold_level(ids: np.ndarray, chosen: np.ndarray, level: float, tokenizer) -> None:
+    """Shift, in place, the Velocity tokens of `ids` where `chosen` (those the Performer filled)
+    by one amount so the mean velocity of all of them is `level`, each re-quantized to the
+    nearest Velocity token; others are kept."""
+    velocity = tokenizer.token_types(ids) == TokenType.VELOCITY
+    moved = velocity & chosen
+    if not moved.any():
+        return
+    values = tokenizer.vocab.value_of[ids[velocity]].astype(np.float64)
+    shift = (level - values.mean()) * velocity.sum() / moved.sum()
+    target = np.clip(np.round(tokenizer.vocab.value_of[ids[moved]] + shift), 1, 127).astype(np.int64)
+    ids[moved] = tokenizer.type_ranges["Velocity"].start + tokenizer.vocab.velocity_index_of[target]
+
+
 class PerformanceFiller:
     """Fills the performance slots of many sequences at once.
 
@@ -51,13 +66,23 @@ class PerformanceFiller:
       rounds: rounds of iterative decoding per window (1 = every slot in one pass).
       carry: tokens of the previous window, already performed, read before each window
         (default a quarter of the context).
+      greedy: what temperature 0 takes per slot: "median" of the predicted distribution over
+        the slot's ordered values (velocity, timing offset; the guess with the least expected
+        absolute error) or its "mode" (the single most likely token).
+      hold_level: where a level is given, shift the velocities the Performer chose so that the
+        piece's mean velocity is that level (the model shapes the dynamics, the level sets how
+        loud); anchors keep their values.
     """
 
-    def __init__(self, task: PerformerTask, rounds: int = 8, carry: int | None = None):
-        self.task, self.tokenizer, self.rounds = task, task.tokenizer, rounds
+    def __init__(self, task: PerformerTask, rounds: int = 8, carry: int | None = None,
+                 greedy: str = "median", hold_level: bool = True):
+        self.task, self.tokenizer, self.rounds, self.greedy = task, task.tokenizer, rounds, greedy
+        self.hold_level = hold_level
         self.carry = task.context_length // 4 if carry is None else carry
         if not 0 <= self.carry <= task.context_length // 2 or rounds < 1:
             raise ValueError(f"carry={self.carry} must be in [0, context_length / 2] and rounds={rounds} >= 1")
+        if greedy not in GREEDY:
+            raise ValueError(f"greedy={greedy!r} must be one of {GREEDY}")
         self._fill = jax.jit(self._fill_impl)
 
     def _fill_impl(self, params, inputs_RxT, kinds_RxT, masked_RxT, rng, temperature):
@@ -67,7 +92,7 @@ class PerformanceFiller:
             logits_RxTxV = self.task.logits(params, inputs_RxT, kinds_RxT)
             log_probs_RxTxV = jax.nn.log_softmax(logits_RxTxV, axis=-1)
             sampled_RxT = jax.random.categorical(draw, logits_RxTxV / jnp.maximum(temperature, 1e-6))
-            chosen_RxT = jnp.where(temperature > 0, sampled_RxT, logits_RxTxV.argmax(-1))
+            chosen_RxT = jnp.where(temperature > 0, sampled_RxT, self._greedy(log_probs_RxTxV))
             confidence_RxT = jnp.take_along_axis(log_probs_RxTxV, chosen_RxT[..., None], -1)[..., 0]
             confidence_RxT = jnp.where(masked_RxT, confidence_RxT, -jnp.inf)
             reveal_R = masked_RxT.sum(axis=1) - reveal_schedule(total_R, round_index, self.rounds)
@@ -76,6 +101,15 @@ class PerformanceFiller:
             inputs_RxT = jnp.where(reveal_RxT, chosen_RxT, inputs_RxT)
             masked_RxT = masked_RxT & ~reveal_RxT
         return inputs_RxT
+
+    def _greedy(self, log_probs_RxTxV: jax.Array) -> jax.Array:
+        """Temperature-0 token per position. A slot's logits are restricted to its own token
+        type, whose ids run in increasing value, so the cumulative probability over all ids
+        first reaches 1/2 at the slot's median value."""
+        if self.greedy == "mode":
+            return log_probs_RxTxV.argmax(-1)
+        cdf_RxTxV = jnp.cumsum(jnp.exp(log_probs_RxTxV), axis=-1)
+        return jnp.argmax(cdf_RxTxV >= 0.5, axis=-1)
 
     def __call__(self, params, compositions: list[np.ndarray], rng: jax.Array,
                  temperature: float = 1.0, levels: Sequence | None = None) -> list[np.ndarray]:
@@ -104,6 +138,10 @@ class PerformanceFiller:
             rng, draw = jax.random.split(rng)
             todo = [(n, *s[index]) for n, s in enumerate(spans) if index < len(s)]
             self._fill_windows(params, performed, kinds, level_ids, todo, draw, temperature)
+        if self.hold_level:
+            for ids, before, level in zip(performed, sequences, levels):
+                if level is not None and np.size(level):
+                    hold_level(ids, np.asarray(before) == MASK_ID, float(np.mean(level)), self.tokenizer)
         return performed
 
     def _fill_windows(self, params, performed, kinds, level_ids, todo, rng, temperature) -> None:

@@ -46,6 +46,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.perform.temperature = 0.7  # Performer sampling temperature; 0 = most likely timing/velocity
     c.perform.rounds = 8  # rounds of iterative decoding: the most confident slots are kept first
     c.perform.velocity = 0  # dynamic level, a MIDI velocity 1-127; 0 = the input's (vary) or none
+    c.perform.greedy = "median"  # temperature 0 takes each slot's "median" value or its "mode"
+    c.perform.hold_level = True  # a given level sets the mean velocity (the model shapes around it)
 
     c.lock()
     return c

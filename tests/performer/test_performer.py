@@ -8,7 +8,7 @@ import pytest
 from experiments import config_file
 from experiments.tasks import build_task
 from performer import (LEVEL_SLOT, MICROTIMING_SLOT, NO_SLOT, VELOCITY_SLOT, PerformanceFiller,
-                       level_id, mask_slots, masked_slot_kinds, performance_slot_kinds,
+                       hold_level, level_id, mask_slots, masked_slot_kinds, performance_slot_kinds,
                        piece_velocities, random_mask, restrict_logits, reveal_schedule, slot_kinds,
                        windows)
 from pertok import PerTok, TokenType
@@ -168,3 +168,55 @@ def test_the_dynamic_level_reaches_the_velocities(setup):
     filler = PerformanceFiller(task, rounds=2)
     soft, loud = (filler(params, [composition], jax.random.key(0), 0.0, levels=[v])[0] for v in (20, 120))
     assert (soft != loud).any()
+
+
+class _SkewedTask:
+    """A fake Performer whose every slot predicts velocity ids 0, 1, 2 (of the Velocity range)
+    with probabilities 0.3, 0.25, 0.45: the mode is id 2, the median id 1."""
+
+    def __init__(self, tokenizer, context_length):
+        self.tokenizer, self.context_length = tokenizer, context_length
+
+    def logits(self, params, inputs, kinds):
+        first = self.tokenizer.type_ranges["Velocity"].start
+        logits = jnp.full((self.tokenizer.vocab_size,), -1e9).at[first:first + 3].set(
+            jnp.log(jnp.array([0.3, 0.25, 0.45])))
+        return jnp.broadcast_to(logits, (*inputs.shape, self.tokenizer.vocab_size))
+
+
+def test_greedy_takes_the_median_value_or_the_mode(setup):
+    tokenizer = setup[0]
+    composition = np.array([tokenizer.type_ranges["Bar"].start, tokenizer.type_ranges["Pitch"].start + 60,
+                            tokenizer.type_ranges["Duration"].start + 7])
+    slotted = tokenizer.add_performance_slots(composition)
+    first = tokenizer.type_ranges["Velocity"].start
+    for greedy, expected in (("median", first + 1), ("mode", first + 2)):
+        filled = PerformanceFiller(_SkewedTask(tokenizer, 16), rounds=1, carry=0, greedy=greedy).fill(
+            None, [slotted], jax.random.key(0), 0.0)[0]
+        assert (filled[tokenizer.token_types(filled) == TokenType.VELOCITY] == expected).all(), greedy
+    with pytest.raises(ValueError, match="greedy"):
+        PerformanceFiller(_SkewedTask(tokenizer, 16), greedy="mean")
+
+
+def test_a_held_level_sets_the_mean_velocity_and_keeps_the_anchors(setup):
+    tokenizer, task, pieces, _, params = setup
+    full = pieces.piece(1)[:120]
+    velocity = tokenizer.token_types(full) == TokenType.VELOCITY
+    ids = full.copy()
+    chosen = velocity.copy()
+    chosen[np.flatnonzero(velocity)[0]] = False  # the first Velocity is an anchor
+    hold_level(ids, chosen, 100.0, tokenizer)
+    values = tokenizer.vocab.value_of[ids[velocity]]
+    assert abs(values.mean() - 100) <= 2  # re-quantized to Velocity tokens 4 apart
+    assert ids[np.flatnonzero(velocity)[0]] == full[np.flatnonzero(velocity)[0]]
+    assert (ids[~velocity] == full[~velocity]).all()
+    composition = full[~np.isin(tokenizer.token_types(full), (TokenType.MICROTIMING, TokenType.VELOCITY))]
+    miss = {}
+    for hold in (True, False):
+        filler = PerformanceFiller(task, rounds=2, hold_level=hold)
+        for level in (30, 110):
+            out = filler(params, [composition], jax.random.key(0), 0.0, levels=[level])[0]
+            mean = tokenizer.vocab.value_of[out[tokenizer.token_types(out) == TokenType.VELOCITY]].mean()
+            miss[hold, level] = abs(mean - level)
+    assert miss[True, 30] <= 3 and miss[True, 110] <= 3, miss
+    assert max(miss[False, 30], miss[False, 110]) > 3, miss  # the untrained model alone misses
