@@ -23,8 +23,9 @@ per-bin minima) of the predicted velocities and microtimings with the truth's.
 Composer, on each input's first idea (`idea.num_bars` bars from its first bar with a note),
 through the same path as `--mode=vary` (`experiments.cadenza.compose`): at strength 0 (z = mu,
 greedy) the F1 of the decoded notes' (onset, pitch) against the idea's; at strength 0.5
-(temperature 1, top-p 0.9) chroma and groove similarity. Each as own input / mean over the other inputs,
-and their gap. Last line: JSON.
+(temperature 1, top-p 0.9) chroma and groove similarity, and the same at each of `--strengths`
+(default 0.25, 0.5, 1: similarity to the own input should fall as strength rises). Each as own
+input / mean over the other inputs, and their gap. Last line: JSON.
 """
 from __future__ import annotations
 
@@ -151,9 +152,26 @@ def own_other(matrix: np.ndarray) -> tuple[float, float]:
     return float(np.mean(np.diag(matrix))), float(off.mean()) if n > 1 else 0.0
 
 
+def similarity_matrices(composer, tokenizer: PerTok, scores: list, mu, logvar, prefixes: np.ndarray,
+                        variations: int, strength: float, rng: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+    """[variations of input i against input j] mean chroma and groove similarity at `strength`
+    (temperature 1, top-p 0.9, each input's own prefix)."""
+    n = len(scores)
+    chroma, groove = np.zeros((n, n)), np.zeros((n, n))
+    for i in range(n):
+        z = variation_latents(jax.random.fold_in(rng, i), mu[i], logvar[i], variations, strength)
+        varied, _ = compose(composer, tokenizer, z, jax.random.fold_in(rng, n + i), 1.0, 0.9,
+                            prefix=prefixes[i])
+        varied = [tokenizer.decode(ids, view="composition") for ids in varied if len(ids)]
+        for j in range(n):
+            chroma[i, j] = np.mean([chroma_similarity(scores[j], v) for v in varied]) if varied else 0.0
+            groove[i, j] = np.mean([groove_similarity(scores[j], v) for v in varied]) if varied else 0.0
+    return chroma, groove
+
+
 def composer_report(composer, tokenizer: PerTok, pieces: list[np.ndarray], variations: int,
-                    seed: int) -> dict:
-    """F1 at strength 0 and chroma/groove at strength 0.5, own input against the others."""
+                    seed: int, strengths: tuple[float, ...] = (0.5,)) -> dict:
+    """F1 at strength 0, and chroma/groove at each strength (0.5 always), own input against the others."""
     task = composer.task
     encode = jax.jit(task.model.encode)
     ideas = [composition_view(select_bars(ids, tokenizer, first_sounding_bar(ids, tokenizer), task.num_bars,
@@ -169,19 +187,19 @@ def composer_report(composer, tokenizer: PerTok, pieces: list[np.ndarray], varia
     n = len(ideas)
     f1s = np.array([[f1(decoded[i], truth[j]) for j in range(n)] for i in range(n)])
     scores = [tokenizer.decode(idea, view="composition") for idea in ideas]
-    chroma, groove = np.zeros((n, n)), np.zeros((n, n))
-    for i in range(n):
-        z = variation_latents(jax.random.fold_in(rng, i), mu[i], logvar[i], variations, 0.5)
-        varied, _ = compose(composer, tokenizer, z, jax.random.fold_in(rng, n + i), 1.0, 0.9,
-                            prefix=prefixes[i])
-        varied = [tokenizer.decode(ids, view="composition") for ids in varied if len(ids)]
-        for j in range(n):
-            chroma[i, j] = np.mean([chroma_similarity(scores[j], v) for v in varied]) if varied else 0.0
-            groove[i, j] = np.mean([groove_similarity(scores[j], v) for v in varied]) if varied else 0.0
-    report = {}
-    for name, matrix in (("f1_strength0", f1s), ("chroma_strength05", chroma), ("groove_strength05", groove)):
-        own, other = own_other(matrix)
-        report[name] = {"own": own, "other": other, "gap": own - other}
+    report = {"f1_strength0": dict(zip(("own", "other"), own_other(f1s)))}
+    report["f1_strength0"]["gap"] = report["f1_strength0"]["own"] - report["f1_strength0"]["other"]
+    report["similarity_by_strength"] = {}
+    for strength in sorted(set(strengths) | {0.5}):
+        chroma, groove = similarity_matrices(composer, tokenizer, scores, mu, logvar, prefixes,
+                                             variations, strength, jax.random.fold_in(rng, int(strength * 1000)))
+        row = {}
+        for name, matrix in (("chroma", chroma), ("groove", groove)):
+            own, other = own_other(matrix)
+            row[name] = {"own": own, "other": other, "gap": own - other}
+            if strength == 0.5:
+                report[f"{name}_strength05"] = row[name]
+        report["similarity_by_strength"][str(strength)] = row
     report["identical_greedy_outputs"] = int(n - len({tuple(ids) for ids in greedy}))
     return report
 
@@ -195,6 +213,8 @@ def main() -> None:
     parser.add_argument("--performer_bars", type=int, default=16)
     parser.add_argument("--variations", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strengths", default="0.25,0.5,1.0",
+                        help="comma-separated variation strengths for the similarity sweep")
     args = parser.parse_args()
     tokenizer = PerTok()
     files = sorted(find_midi_files(args.inputs))[:args.max_inputs] if os.path.isdir(args.inputs) else []
@@ -214,7 +234,8 @@ def main() -> None:
     if args.composer_workdir:
         composer = load_trained(args.composer_workdir, tokenizer, "composer")
         result["composer_leaked_inputs"] = len(names & training_split(composer)[0])
-        result["composer"] = composer_report(composer, tokenizer, pieces, args.variations, args.seed)
+        result["composer"] = composer_report(composer, tokenizer, pieces, args.variations, args.seed,
+                                             tuple(float(x) for x in args.strengths.split(",") if x))
     print(json.dumps(result))
 
 
