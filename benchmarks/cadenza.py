@@ -71,7 +71,8 @@ def training_split(trained):
     from training.corpus import open_store
     from training.data import split_pieces
 
-    train, _ = split_pieces(open_store(trained.config.data), trained.config.data.valid_fraction)
+    data = trained.config.data
+    train, _ = split_pieces(open_store(data), data.valid_fraction, data.get("split", "file"))
     return set(train.files), train
 
 

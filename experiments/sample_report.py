@@ -25,12 +25,11 @@ def report_samples(config, workdir: str, store) -> dict | None:
     from evaluation.errors import EvaluationError
     from evaluation.report import write_report
 
-    midi_dir = Path(corpus.resolve_midi_dir(config.data))
-    _, valid = split_pieces(store, config.data.valid_fraction)
+    _, valid = split_pieces(store, config.data.valid_fraction, config.data.get("split", "file"))
     reference = Path(workdir) / "eval" / "reference"
     reference.mkdir(parents=True, exist_ok=True)
-    for index in valid.indices:
-        source = midi_dir / store.files[index]
+    for index in valid.indices:  # each piece from its own source folder (data.midi_dir may name several)
+        source = Path(corpus.piece_source(store, int(index), config.data)) / store.files[index]
         link = reference / f"{index:06d}_{source.name}"
         if not link.exists():
             os.symlink(source.resolve(), link)

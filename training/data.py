@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -70,9 +71,24 @@ def is_validation(file: str, valid_fraction: float) -> bool:
     return int.from_bytes(digest[:8], "little") / 2.0**64 < valid_fraction
 
 
-def split_pieces(store, valid_fraction: float) -> tuple[PieceView, PieceView]:
-    """(train, valid) views of `store`, chosen by `is_validation` on each piece's path."""
-    valid = np.array([is_validation(f, valid_fraction) for f in store.files], bool)
+SPLIT_MODES = ("file", "folder")  # what a piece's side of the split is a hash of
+
+
+def split_key(file: str, mode: str = "file") -> str:
+    """The path whose hash puts `file` on its side of the split.
+
+    "file": the file's own relative path. "folder": its parent folder's, so every file of a
+    folder (all performances of a piece and its score) lands on the same side; a file at the
+    top of its source is its own key (a folder of loose files is not one piece).
+    """
+    if mode not in SPLIT_MODES:
+        raise ValueError(f"split mode {mode!r}: expected one of {', '.join(SPLIT_MODES)}")
+    return (os.path.dirname(file) or file) if mode == "folder" else file
+
+
+def split_pieces(store, valid_fraction: float, mode: str = "file") -> tuple[PieceView, PieceView]:
+    """(train, valid) views of `store`, chosen by `is_validation` on each piece's `split_key`."""
+    valid = np.array([is_validation(split_key(f, mode), valid_fraction) for f in store.files], bool)
     return PieceView(store, np.flatnonzero(~valid)), PieceView(store, np.flatnonzero(valid))
 
 

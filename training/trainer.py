@@ -45,7 +45,8 @@ class Trainer:
         self.task, self.config, self.workdir = task, config, workdir
         self.mesh = mesh or mesh_lib.make_mesh(config.mesh.fsdp)
         self.is_chief = jax.process_index() == 0
-        train_pieces, valid_pieces = split_pieces(pieces, config.data.valid_fraction)
+        train_pieces, valid_pieces = split_pieces(pieces, config.data.valid_fraction,
+                                                  config.data.get("split", "file"))
         logging.info("pieces: %d training, %d validation", len(train_pieces), len(valid_pieces))
         if not len(valid_pieces) and config.eval.every:
             logging.warning("no validation pieces: evaluation is skipped (data.valid_fraction=%g)",

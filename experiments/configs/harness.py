@@ -10,13 +10,16 @@ def add_harness(c: ml_collections.ConfigDict, variant: str) -> ml_collections.Co
     tiny = variant == "tiny"
 
     c.data = ml_collections.ConfigDict()
-    c.data.midi_dir = ""  # MIDI files to tokenize; "" = the built-in synthetic corpus
+    # Several sources, comma-separated ("a,b,builtin"): one token store each, read in that
+    # order. The word builtin is the built-in corpus; a folder of that name is ./builtin.
+    c.data.midi_dir = ""  # MIDI folder(s) to tokenize; "" or builtin = the built-in synthetic corpus
     c.data.beats = "auto"  # "auto": align files that have NAME_annotations.txt beside them; "none"
     c.data.builtin_pieces = 64 if tiny else 2000  # pieces of the built-in corpus
     c.data.cache_dir = "runs/cache"  # where the built-in corpus and token stores are kept
-    c.data.store_dir = ""  # token store path; "" = a cache entry named after midi_dir
+    c.data.store_dir = ""  # token store path (one source only); "" = a cache entry named after midi_dir
     c.data.store_workers = 1 if tiny else 0  # processes tokenizing a new store; 0 = per core
     c.data.valid_fraction = 0.1  # share of pieces (by a hash of their path) held out
+    c.data.split = "file"  # held out by file path; "folder": by folder (a piece's performances and score)
     c.data.pitch_shift = 3  # transpose by up to this many semitones (drums untouched)
     c.data.velocity_shift = 2  # shift velocities by up to this many bins
     c.data.prefetch = 2  # batches built ahead on a background thread
