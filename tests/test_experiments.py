@@ -55,10 +55,12 @@ def test_bad_values_are_refused_before_anything_compiles(tmp_path):
 
     config = config_file.load_config(f"{LM}:tiny")
     config.train.batch_size, config.model.num_heads, config.train.warmup_steps = 12, 5, 10**6
+    config.data.split = "piece"
     with pytest.raises(ConfigError) as error:
         validate(config, num_devices=8, task=build_task(config, PerTok()))
     message = str(error.value)
-    for expected in ("train.batch_size=12", "8 devices", "model.num_heads=5", "train.warmup_steps"):
+    for expected in ("train.batch_size=12", "8 devices", "model.num_heads=5", "train.warmup_steps",
+                     "data.split='piece'"):
         assert expected in message
     # On the command line: one message, exit 1, and the workdir is never even created.
     result = _main(f"--config={LM}:tiny", f"--workdir={tmp_path}/run", "--config.train.batch_size=12",

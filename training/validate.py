@@ -46,6 +46,8 @@ def validate(config, num_devices: int, num_processes: int = 1, task: Task | None
           f"data.valid_fraction={config.data.valid_fraction} must lie in [0, 1)")
     check(config.data.pitch_shift >= 0 and config.data.velocity_shift >= 0,
           "data.pitch_shift and data.velocity_shift must be >= 0")
+    check(config.data.get("split", "file") in ("file", "folder"),
+          f"data.split={config.data.get('split')!r} must be 'file' or 'folder'")
     if task is not None:
         try:
             task.validate()
