@@ -8,7 +8,9 @@ reconstruction and similarity, all in one run.
 DIR holds MIDI files (recursively) that neither model trained on; a file with
 `NAME_annotations.txt` beside it is beat-aligned first (`pertok.align`), as training data is.
 The run counts inputs whose path relative to DIR is also in a model's training split, relative
-to its MIDI folder ("leaked"): lay DIR out like the training folder for the check to see them.
+to its MIDI folder ("leaked"), and those whose folder holds a training file ("sharing a
+folder": in ASAP, the same piece through another performance or its score): lay DIR out like
+the training folder for the checks to see them.
 
 Performer, on the first `--performer_bars` bars of each input, every slot masked, greedy
 (temperature 0: each slot's median value), told the input's mean velocity as its dynamic level,
@@ -74,6 +76,13 @@ def training_split(trained):
     data = trained.config.data
     train, _ = split_pieces(open_store(data), data.valid_fraction, data.get("split", "file"))
     return set(train.files), train
+
+
+def shared_folders(names: set[str], seen: set[str]) -> int:
+    """Inputs whose folder also holds a training file (in ASAP: the piece, through another
+    performance or its score); 0 when the run held out whole folders (`data.split=folder`)."""
+    folders = {os.path.dirname(name) for name in seen}
+    return sum(os.path.dirname(name) in folders for name in names if os.path.dirname(name))
 
 
 def overlap(a: np.ndarray, b: np.ndarray, bins: np.ndarray) -> float:
@@ -229,12 +238,15 @@ def main() -> None:
         seen, train = training_split(performer)
         velocities = np.concatenate([piece_velocities(train.piece(k), tokenizer) for k in range(len(train))])
         result["performer_leaked_inputs"] = len(names & seen)
+        result["performer_inputs_sharing_a_folder"] = shared_folders(names, seen)
         result["performer"] = performer_report(
             performer, tokenizer, [first_bars(ids, tokenizer, args.performer_bars) for ids in pieces],
             float(velocities.mean()), args.seed)
     if args.composer_workdir:
         composer = load_trained(args.composer_workdir, tokenizer, "composer")
-        result["composer_leaked_inputs"] = len(names & training_split(composer)[0])
+        seen = training_split(composer)[0]
+        result["composer_leaked_inputs"] = len(names & seen)
+        result["composer_inputs_sharing_a_folder"] = shared_folders(names, seen)
         result["composer"] = composer_report(composer, tokenizer, pieces, args.variations, args.seed,
                                              tuple(float(x) for x in args.strengths.split(",") if x))
     print(json.dumps(result))
