@@ -10,6 +10,10 @@ token; lenient parsing drops broken groups and decodes the rest.
 Several sequences parse in one pass: their tokens lie back to back, and every rule that
 looks back (the group a tail belongs to, the Program or TimeSig in force, the bar line)
 stops at its sequence's first token (`pertok.segments`). One sequence is a batch of one.
+
+A batch is first offered to `decode_fast.parse_grammatical`, which proves most batches
+grammatical (and decodes them) looking at the group heads only; the checks here run on the
+batches it declines, to find the errors and decode leniently.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import numpy as np
 
 from pertok import segments
 from pertok.batch_table import TableBatch
-from pertok.decode_fast import grammatical
+from pertok.decode_fast import parse_grammatical
 from pertok.decode_tokens import IS_EVENT, IS_HEAD, IS_TIMED, LEADS_TO_EVENT, T, Tokens, content_of, subset
 from pertok.errors import PerTokDecodeError
 from pertok.events import NOTE, PEDAL, TEMPO, EventTable, four_four_index
@@ -92,13 +96,14 @@ def parse_batch(sequences: list, vocab: Vocabulary, strict: bool = True, view: s
       sequence that failed in strict mode), a DecodeReport per sequence, and per sequence
       its first PerTokDecodeError or None.
     """
+    proved = parse_grammatical(sequences, vocab, view)
+    if proved is not None:  # the full checks would find nothing
+        table, num_tokens = proved
+        reports = [DecodeReport(num_tokens=n, num_dropped=0, first_error=None) for n in num_tokens.tolist()]
+        return table, reports, [None] * len(reports)
     tokens = content_of(sequences, vocab, view)
     errors = _Errors(tokens.num_sequences)
-    if grammatical(tokens.types, tokens.content, tokens.sequence, tokens.first, tokens.full,
-                   tokens.num_sequences, vocab.value_of):
-        keep = np.ones(len(tokens.types), bool)  # the full checks would find nothing
-    else:
-        keep = _check_rules(tokens, vocab, errors)
+    keep = _check_rules(tokens, vocab, errors)
     checked, timing = _check_bar_overflow(tokens, keep, vocab, errors)
     failed = errors.position < _NONE
     if strict and failed.any():  # a failed sequence decodes to nothing; the others are untouched
@@ -156,11 +161,18 @@ def _check_group_shapes(tokens: Tokens, keep: np.ndarray, errors: _Errors) -> np
     tail = (group >= 0) & ~IS_HEAD[types]
     head_of = starts[np.maximum(group, 0)]
     offset = np.arange(len(types)) - head_of
-    wanted = EXPECTED[tokens.full.astype(np.int64), types[head_of], np.clip(offset, 0, 3)]
+    view = tokens.full.astype(np.int64)
+    wanted = EXPECTED[view, types[head_of], np.clip(offset, 0, 3)]
     wrong = tail & (wanted != types)
     if wrong.any():
         _add_wrong_tails(tokens, np.flatnonzero(wrong), head_of, wanted, errors)
         good[group[wrong]] = False
+    # The table is built from the kept tokens, so the tail must fit at its offsets among them
+    # too: a dropped PAD/MASK in place of a Velocity, say, would move a Duration into its
+    # slot. No error is added: the dropped token, earlier in the group, is reported.
+    kept_rank = np.cumsum(keep)
+    shifted = tail & (EXPECTED[view, types[head_of], np.clip(kept_rank - kept_rank[head_of], 0, 3)] != types)
+    good[group[shifted]] = False
     member = np.flatnonzero(group >= 0)
     length = np.bincount(group[member], minlength=len(starts))
     short = length < MIN_LENGTH[tokens.full[starts].astype(np.int64), types[starts]]

@@ -74,12 +74,7 @@ def content_of(sequences: list, vocab: Vocabulary, view: str) -> Tokens:
     type_lookup, padded_values = _lookups(vocab)
     lookup_index = np.clip(ids, -1, len(vocab))
     types = type_lookup[lookup_index]
-    start = seq_start
-    if (ids[seq_start[lengths > 0]] <= 1).any():  # some sequence opens with PAD or BOS
-        candidates = np.flatnonzero(ids > 1)
-        start = np.minimum(np.append(candidates, len(ids))[np.searchsorted(candidates, seq_start)], seq_end)
-    eos = np.flatnonzero(types == T.EOS)
-    end = np.minimum(np.append(eos, len(ids))[np.searchsorted(eos, start)], seq_end)
+    start, end = _content_bounds(ids, seq_start, seq_end, np.flatnonzero(types == T.EOS))
     sequence = np.repeat(np.arange(len(arrays)), end - start)
     if (start == seq_start).all() and (end == seq_end).all():
         take, content = np.arange(len(ids)), ids  # nothing to cut: no copy
@@ -97,6 +92,41 @@ def content_of(sequences: list, vocab: Vocabulary, view: str) -> Tokens:
                      end=end - seq_start, num_sequences=len(arrays), take=take, sequence_start=seq_start,
                      lookup_index=lookup_index, padded_values=padded_values)
     return tokens
+
+
+def concatenated(sequences: list, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray] | None:
+    """The content ids (int64) of every sequence back to back, and [S + 1] offsets of each
+    sequence's content in them; as `content_of` cuts them, without the per-token columns.
+
+    None for ids that are not integers (`content_of` converts or refuses them).
+    """
+    arrays = [np.asarray(ids).reshape(-1) for ids in sequences]
+    if not all(a.dtype.kind == "i" or (a.dtype.kind == "u" and a.dtype.itemsize < 8) for a in arrays):
+        return None
+    lengths = np.fromiter(map(len, arrays), np.int64, len(arrays))
+    ids = np.concatenate(arrays).astype(np.int64, copy=False) if arrays else np.zeros(0, np.int64)
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    start, end = _content_bounds(ids, bounds[:-1], bounds[1:], np.flatnonzero(ids == vocab.first_id(TokenType.EOS)))
+    if (start == bounds[:-1]).all() and (end == bounds[1:]).all():
+        return ids, bounds  # nothing to cut: no copy
+    kept = end - start
+    return ids[segments.runs(start, kept)], np.concatenate([[0], np.cumsum(kept)])
+
+
+def _content_bounds(ids: np.ndarray, seq_start: np.ndarray, seq_end: np.ndarray,
+                    eos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each sequence's content starts (past leading PAD/BOS) and ends (at its first EOS).
+
+    Args:
+      ids: every sequence back to back; seq_start, seq_end: each one's bounds in them;
+      eos: the positions of EOS tokens, increasing.
+    """
+    start = seq_start
+    if (ids[seq_start[seq_end > seq_start]] <= 1).any():  # some sequence opens with PAD or BOS
+        candidates = np.flatnonzero(ids > 1)
+        start = np.minimum(np.append(candidates, len(ids))[np.searchsorted(candidates, seq_start)], seq_end)
+    end = np.minimum(np.append(eos, len(ids))[np.searchsorted(eos, start)], seq_end)
+    return start, end
 
 
 _LOOKUPS: "weakref.WeakKeyDictionary[Vocabulary, tuple]" = weakref.WeakKeyDictionary()
