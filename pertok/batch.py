@@ -30,9 +30,10 @@ SCORE_TYPES = (symusic.core.ScoreTick, symusic.core.ScoreQuarter, symusic.core.S
 ERROR_MODES = ("raise", "collect")
 # Pieces go through the vectorized pass in chunks of about this many notes (encode) or tokens
 # (decode): large enough that the per-call overhead is paid rarely, small enough that the
-# pass's few dozen temporary arrays stay in the CPU caches (measured: 4x bigger chunks ran
-# slower on a loaded 2-core machine).
-CHUNK_NOTES = 1 << 14
+# pass's few dozen temporary arrays stay in the CPU caches (measured with benchmarks/tokenizer.py
+# on all of ASAP and Groove, 2-core machine: for encode 64k notes beat 32k and 128k (Groove
+# 0.91-0.95 x parse at 64k, 0.95-0.98 at 32k, 0.99-1.02 at 128k); decode: 4x bigger chunks ran slower).
+CHUNK_NOTES = 1 << 16
 CHUNK_TOKENS = 1 << 16
 
 
@@ -114,11 +115,10 @@ def encode_batch(sources: Sequence, vocab: Vocabulary, full: bool = True, errors
             if errors == "raise" or len(part) == 1:
                 raise
             encoded = [_encode_alone(score, vocab, full) for score in part]
-        for position, result in enumerate(encoded):
-            index = indices[first + position]
-            if isinstance(result, PerTokError) and not isinstance(sources[index], SCORE_TYPES):
-                result = with_source(result, str(sources[index]))
+        for index, result in zip(indices[first:stop], encoded):
             if isinstance(result, Exception):
+                if isinstance(result, PerTokError) and not isinstance(sources[index], SCORE_TYPES):
+                    result = with_source(result, str(sources[index]))
                 failed[index] = result
             else:
                 results[index] = result
@@ -133,8 +133,8 @@ def _encode_chunk(scores: list, vocab: Vocabulary, full: bool) -> list:
         encoded[position] = error
     if len(batch):
         tokens, offsets = encode_tables(batch, vocab, full)
-        tokens = tokens.astype(np.int32)
-        for position, start, end in zip(kept, offsets[:-1], offsets[1:]):
+        offsets = offsets.tolist()  # (slicing with Python ints is faster)
+        for position, start, end in zip(kept, offsets, offsets[1:]):
             encoded[position] = tokens[start:end]
     return encoded
 

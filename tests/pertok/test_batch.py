@@ -10,14 +10,18 @@ from hypothesis import strategies as st
 from pertok import (EmptyScoreError, MidiFileNotFoundError, MidiParseError, PerTok, PerTokConfig, PerTokDecodeError,
                     TokenType)
 from pertok import batch as batch_module
-from pertok import decode, segments
+from pertok import batch_table, decode, segments, timing
 from pertok.batch_scores import tables_to_scores
 from pertok.decode_fast import grammatical
-from pertok.events import table_to_score
+from pertok.encode import encode_table
+from pertok.events import score_to_table, table_to_score
 from tests.pertok.scores import make_score, random_scores, score_arrays
 
 FULL = PerTok(PerTokConfig(use_tempos=True, use_sustain_pedal=True))
 DEFAULT = PerTok()
+# Narrow pitch ranges (rows dropped), no TimeSig tokens, one grid: the encoder's other branches.
+NARROW = PerTok(PerTokConfig(pitch_range=(30, 90), drum_pitch_range=(35, 60), use_time_signatures=False,
+                             time_grids=(4,), microtiming_bins=49, microtiming_range_beats=0.25))
 # The chunk-size fixture only sets two module constants, the same for every example.
 SETTINGS = settings(max_examples=15, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -56,6 +60,66 @@ def test_encode_batch_equals_encode(chunk_size, scores):
                 single = tokenizer.encode(score, view=view)
                 assert ids.dtype == single.dtype == np.int32
                 np.testing.assert_array_equal(ids, single)
+
+
+@SETTINGS
+@given(st.lists(random_scores(max_notes=30), min_size=1, max_size=4))
+def test_encode_batch_equals_the_per_file_reference(chunk_size, scores):
+    """The batched pass (integer onsets, snapping tables, packed sort key) against the plain
+    per-file float projection `events.score_to_table` written out by `encode_table`."""
+    for tokenizer in (FULL, DEFAULT, NARROW):
+        for view in ("full", "composition"):
+            batched = tokenizer.encode_batch(scores, view=view, errors="collect")
+            for score, ids in zip(scores, batched):
+                try:
+                    reference = encode_table(score_to_table(score, tokenizer.vocab), tokenizer.vocab, view == "full")
+                except Exception as error:  # noqa: BLE001 - the same refusal either way
+                    assert type(ids) is type(error) and str(ids) == str(error)
+                    continue
+                np.testing.assert_array_equal(ids, reference)
+
+
+def test_long_and_negative_durations_in_mixed_resolutions():
+    """Durations past the lookup tables (several largest tokens) and below zero, in a batch of
+    two resolutions (one table per piece), against the per-file reference."""
+    notes = [(0, -5, 60, 80), (10, 0, 61, 80), (20, 40 * 480, 62, 80), (30, 100 * 480 + 7, 63, 80),
+             (40, 8 * 480, 64, 80)]
+    scores = [make_score(480, [(0, False, notes)]), make_score(384, [(3, False, [(0, 33 * 384, 50, 90)] + notes)])]
+    for tokenizer in (DEFAULT, FULL):
+        for batch in (scores, scores[:1], scores[1:]):  # two resolutions, then one (a single table)
+            for score, ids in zip(batch, tokenizer.encode_batch(batch)):
+                reference = encode_table(score_to_table(score, tokenizer.vocab), tokenizer.vocab)
+                np.testing.assert_array_equal(ids, reference)
+
+def test_integer_onsets_are_the_float_onsets():
+    """Onsets stay exact integers in 1/D ticks for power-of-two D (in int64 when int32 would
+    overflow); other resolutions are flagged."""
+    config = PerTokConfig()
+    time = np.array([0, 1, 7, 383, 2_000_000_000, 5, 77, 12_345], np.int32)
+    tpq = [384, 1024, 220]  # D = 2, D = 16, and 220 (D = 11: float snapping)
+    u, denominator, inexact, onset = timing.onset_lattice(time, tpq, np.array([2, 3, 3]), config)
+    assert denominator == 16
+    np.testing.assert_array_equal(inexact, [5, 6, 7])
+    np.testing.assert_array_equal(onset, time[5:] * (960 / 220))
+    exact = time[:5] * np.repeat(960 / np.array([384, 1024]), [2, 3])
+    np.testing.assert_array_equal(u[:5] / denominator, exact)
+    np.testing.assert_array_equal(u[5:], np.floor(onset + timing._EPS) * denominator)
+
+
+def test_lexsort_fallback_gives_the_same_order():
+    """When global bar numbers would not fit the packed key, a lexsort gives the same order."""
+    rng = np.random.default_rng(0)
+    vocab = DEFAULT.vocab
+    bar = np.sort(rng.integers(0, 50, 200))
+    packed = batch_table._pack(rng.integers(0, 3840, 200) // 80 * 80, rng.integers(-12, 13, 200),
+                               rng.random(200) < 0.1, vocab)
+    static = batch_table._static_key({"pitch": rng.integers(0, 128, 200).astype(np.int8)},
+                                     np.array([[0, 2, 5, 120], [0, 2, -1, 80]]), vocab)
+    fast = batch_table._sorted_columns(bar, packed.copy(), static, None, 51, vocab)
+    slow = batch_table._sorted_columns(bar, packed.copy(), static, None, 1 << 62, vocab)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    for name in fast[1]:
+        np.testing.assert_array_equal(fast[1][name], slow[1][name], err_msg=name)
 
 
 @SETTINGS
