@@ -22,7 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.decoder_layers = size(2, 3, 6)  # causal in-attention blocks (MuseMorphose: 12)
     c.model.num_heads = size(4, 4, 8)  # attention heads; must divide d_model
     c.model.mlp_dim = size(128, 256, 2048)  # hidden width of each block's MLP
-    c.model.latent_dim = size(16, 32, 128)  # dimensions of z
+    c.model.latent_dim = size(16, 64, 128)  # dimensions of z
     c.model.max_programs = 6  # Programs the decoder's prefix names (more in one idea: first ones)
     c.model.dropout = size(0.0, 0.0, 0.1)  # on attention outputs and residual branches
     c.model.rotary_fraction = 0.5  # share of each head's channels rotated by position
@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.idea.condition_dropout = 0.1  # chance each prefix field (meter, programs, bars) is left open
 
     c.kl = ml_collections.ConfigDict()
-    c.kl.beta_max = 0.5  # KL weight per target token at the top of each cycle (<= 1: the ELBO)
+    c.kl.beta_max = size(0.5, 0.1, 0.5)  # KL weight per target token at the top of each cycle (<= 1)
     c.kl.free_bits = 0.25  # nats per latent dimension that cost nothing (MuseMorphose: 0.25)
     c.kl.warmup_steps = size(40, 200, 5000)  # zero-KL warm-up: pure autoencoding first
     c.kl.cycles = 4  # beta cycles filling the run after the warm-up (Fu et al. 2019: 4); 0 = flat
@@ -43,15 +43,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.velocity_shift = 0  # ideas hold no Velocity tokens
     c.data.pitch_shift = 3  # transpose ideas by up to this many semitones (drums untouched)
     c.data.builtin_pieces = size(64, 400, 2000)  # pieces of the built-in corpus
-    c.train.steps = size(400, 2400, 100_000)  # optimizer updates
+    c.train.steps = size(400, 4800, 100_000)  # optimizer updates
     c.train.learning_rate = size(2e-3, 1e-3, 2e-4)  # peak AdamW learning rate
     c.train.warmup_steps = size(50, 200, 2000)  # linear learning-rate warmup from 0 to the peak
     c.train.b2 = 0.98  # Adam second-moment decay
     c.train.weight_decay = 0.01  # AdamW decay on weight matrices only
     c.train.log_every = size(10, 50, 100)  # steps between metrics lines: several per beta cycle
-    c.eval.every = size(200, 600, 2000)  # steps between validation passes (held-out latent gap)
+    c.eval.every = size(200, 1200, 2000)  # steps between validation passes (held-out latent gap)
     c.eval.batches = size(2, 4, 50)  # fixed validation batches per pass
-    c.checkpoint.every = size(200, 600, 2000)  # steps between checkpoints
+    c.checkpoint.every = size(200, 1200, 2000)  # steps between checkpoints
     c.checkpoint.keep = 2  # most recent checkpoints kept
 
     c.lock()

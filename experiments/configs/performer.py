@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # No velocity shift: one that moved the targets but not a MASKed input would be label noise;
     # the dynamic level now in front of every window is how the Performer learns loud and soft.
     c.data.velocity_shift = 0  # velocity bins to shift inputs and targets by (0 = off)
-    c.train.steps = size(300, 2000, 50_000)  # optimizer updates
+    c.train.steps = size(300, 3000, 50_000)  # optimizer updates
     c.train.batch_size = size(16, 16, 32)  # global windows per update (all processes)
     c.train.learning_rate = size(2e-3, 1e-3, 3e-4)  # peak AdamW learning rate
     c.train.warmup_steps = size(50, 150, 2000)  # linear learning-rate warmup from 0 to the peak
