@@ -162,14 +162,14 @@ def own_other(matrix: np.ndarray) -> tuple[float, float]:
     return float(np.mean(np.diag(matrix))), float(off.mean()) if n > 1 else 0.0
 
 
-def similarity_matrices(composer, tokenizer: PerTok, scores: list, mu, logvar, prefixes: np.ndarray,
+def similarity_matrices(composer, tokenizer: PerTok, scores: list, mu, prefixes: np.ndarray,
                         variations: int, strength: float, rng: jax.Array) -> tuple[np.ndarray, np.ndarray]:
     """[variations of input i against input j] mean chroma and groove similarity at `strength`
     (temperature 1, top-p 0.9, each input's own prefix)."""
     n = len(scores)
     chroma, groove = np.zeros((n, n)), np.zeros((n, n))
     for i in range(n):
-        z = variation_latents(jax.random.fold_in(rng, i), mu[i], logvar[i], variations, strength)
+        z = variation_latents(jax.random.fold_in(rng, i), mu[i], variations, strength)
         varied, _ = compose(composer, tokenizer, z, jax.random.fold_in(rng, n + i), 1.0, 0.9,
                             prefix=prefixes[i])
         varied = [tokenizer.decode(ids, view="composition") for ids in varied if len(ids)]
@@ -187,7 +187,7 @@ def composer_report(composer, tokenizer: PerTok, pieces: list[np.ndarray], varia
     ideas = [composition_view(select_bars(ids, tokenizer, first_sounding_bar(ids, tokenizer), task.num_bars,
                                           task.context_length - 1)[0], tokenizer) for ids in pieces]
     encoder_ids = np.stack([idea_example(idea, task.context_length)["encoder_ids"] for idea in ideas])
-    mu, logvar = encode(composer.params, encoder_ids)
+    mu, _ = encode(composer.params, encoder_ids)
     rng = jax.random.key(seed)
     # Each idea's own conditions (meter, programs, bars) as the decoder's prefix, as vary does.
     prefixes = np.stack([task.model.prefix_ids(conditions_of(idea, tokenizer)) for idea in ideas])
@@ -201,7 +201,7 @@ def composer_report(composer, tokenizer: PerTok, pieces: list[np.ndarray], varia
     report["f1_strength0"]["gap"] = report["f1_strength0"]["own"] - report["f1_strength0"]["other"]
     report["similarity_by_strength"] = {}
     for strength in sorted(set(strengths) | {0.5}):
-        chroma, groove = similarity_matrices(composer, tokenizer, scores, mu, logvar, prefixes,
+        chroma, groove = similarity_matrices(composer, tokenizer, scores, mu, prefixes,
                                              variations, strength, jax.random.fold_in(rng, int(strength * 1000)))
         row = {}
         for name, matrix in (("chroma", chroma), ("groove", groove)):

@@ -141,7 +141,7 @@ def _write(out_dir: Path, name: str, score, reference: RollRow | None, num_bars:
 
 def _check_vary(v) -> None:
     _check(v.num_variations >= 1, f"vary.num_variations={v.num_variations} must be at least 1")
-    _check(v.strength >= 0, f"vary.strength={v.strength} must be >= 0")
+    _check(0 <= v.strength <= 1, f"vary.strength={v.strength} must be in [0, 1] (0 = the idea, 1 = unrelated)")
     _check(v.temperature >= 0 and 0 < v.top_p <= 1,
            f"vary.temperature={v.temperature} must be >= 0 (0 = greedy) and vary.top_p={v.top_p} in (0, 1]")
 

@@ -90,8 +90,8 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     latent_rng, sample_rng, perform_rng, control_rng = jax.random.split(jax.random.key(config.seed), 4)
     composition = composition_view(idea, tokenizer)
     encoder_ids = idea_example(composition, composer.task.context_length)["encoder_ids"][None]
-    mu_1xZ, logvar_1xZ = jax.jit(composer.task.model.encode)(composer.params, encoder_ids)
-    z_NxZ = variation_latents(latent_rng, mu_1xZ[0], logvar_1xZ[0], v.num_variations, v.strength)
+    mu_1xZ, _ = jax.jit(composer.task.model.encode)(composer.params, encoder_ids)
+    z_NxZ = variation_latents(latent_rng, mu_1xZ[0], v.num_variations, v.strength)
     prior_NxZ = prior_latents(control_rng, v.num_variations, composer.task.model.latent_dim)
     prefix = composer.task.model.prefix_ids(conditions_of(composition, tokenizer))
     level = config.perform.velocity or piece_velocities(full, tokenizer)  # the input's loudness

@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.vary.input = ""  # the MIDI file whose idea is varied (required by --mode=vary)
     c.vary.start_bar = 1  # first bar of the idea in the input, counting from 1
     c.vary.num_variations = 4  # variations written
-    c.vary.strength = 0.5  # z = mu + strength * sigma * eps: 0 = the encoded idea, 1 = posterior
+    c.vary.strength = 0.5  # z = sqrt(1 - s^2) mu + s eps: 0 = the encoded idea, 1 = an unrelated one
     c.vary.temperature = 1.0  # softmax temperature of the Composer's tokens; 0 = greedy
     c.vary.top_p = 0.9  # nucleus sampling mass; 1 = off
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from composer import (cyclical_beta, dimensions_above, free_bits_kl, interpolate, kl_per_dimension,
-                      per_token_kl, reparameterize, top_p_logits)
+                      per_token_kl, reparameterize, top_p_logits, variation_latents)
 from composer.vae import cycle_steps_for
 
 
@@ -94,3 +94,14 @@ def test_top_p_keeps_the_smallest_set_with_enough_mass():
     np.testing.assert_array_equal(kept, [[True, True, False, False]])
     assert np.asarray(top_p_logits(logits, 0.01) > -1e8).sum() == 1  # the top token always stays
     np.testing.assert_allclose(top_p_logits(logits, 1.0), logits)
+
+
+def test_variation_strength_moves_from_the_idea_to_the_prior():
+    mu_a, mu_b = jnp.array([2.0, -1.0, 0.5]), jnp.array([-3.0, 0.0, 1.0])
+    rng = jax.random.key(0)
+    np.testing.assert_allclose(variation_latents(rng, mu_a, 4, 0.0), np.tile(mu_a, (4, 1)))
+    # Strength 1 forgets the idea: two different ideas give the same prior draws.
+    np.testing.assert_allclose(variation_latents(rng, mu_a, 4, 1.0), variation_latents(rng, mu_b, 4, 1.0))
+    distance = [float(jnp.linalg.norm(variation_latents(rng, mu_a, 64, s) - mu_a, axis=-1).mean())
+                for s in (0.0, 0.25, 0.5, 1.0)]
+    assert distance == sorted(distance) and distance[0] == 0.0
