@@ -20,7 +20,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from absl import logging
 
 from composer import composition_view, conditions_of, idea_example, prior_latents, variation_latents
 from evaluation.notes import piece_notes
@@ -81,12 +80,12 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     full = tokenizer.encode(path)  # unreadable or empty MIDI: a PerTokError naming the file
     start_bar = first_bar_with_notes(full, tokenizer, v.start_bar)
     if start_bar != v.start_bar:
-        print(f"{path}: bars {v.start_bar}-{start_bar - 1} hold no notes; the idea starts at bar "
-              f"{start_bar}")
+        empty = (f"bar {v.start_bar} holds" if start_bar == v.start_bar + 1
+                 else f"bars {v.start_bar}-{start_bar - 1} hold")
+        print(f"{path}: {empty} no notes; the idea starts at bar {start_bar}")
     idea, note = read_idea(str(path), full, tokenizer, composer, start_bar)
     if note:
         print(note)
-        logging.info("%s", note)
     latent_rng, sample_rng, perform_rng, control_rng = jax.random.split(jax.random.key(config.seed), 4)
     composition = composition_view(idea, tokenizer)
     encoder_ids = idea_example(composition, composer.task.context_length)["encoder_ids"][None]
