@@ -146,15 +146,19 @@ class TokenStore:
         return np.diff(self.offsets)
 
     def summary(self) -> str:
-        counts = self.meta["counts"]
-        lines = [f"store        {self.path}",
-                 f"pieces       {counts['pieces']}  (skipped {len(self.meta['skipped'])})",
-                 f"aligned      {sum(self.aligned)}  (beats={self.beats})",
-                 f"notes        {counts['notes']}",
-                 f"tokens       {counts['tokens']}",
-                 f"tokens/note  {counts['tokens'] / max(counts['notes'], 1):.2f}",
-                 f"vocabulary   {self.tokenizer.vocab_size}"]
-        return "\n".join(lines)
+        return summary_text([f"store        {self.path}"], self)
+
+
+def summary_text(head: list[str], store) -> str:
+    """`head` lines, then the counts of a store (or of several read as one: anything with
+    `meta`, `aligned`, `beats` and `tokenizer` as TokenStore has them)."""
+    counts = store.meta["counts"]
+    return "\n".join(head + [f"pieces       {counts['pieces']}  (skipped {len(store.meta['skipped'])})",
+                             f"aligned      {sum(store.aligned)}  (beats={store.beats})",
+                             f"notes        {counts['notes']}",
+                             f"tokens       {counts['tokens']}",
+                             f"tokens/note  {counts['tokens'] / max(counts['notes'], 1):.2f}",
+                             f"vocabulary   {store.tokenizer.vocab_size}"])
 
 
 def write_store(out: str | os.PathLike, pieces: Sequence[np.ndarray], files: Sequence[str],

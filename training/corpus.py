@@ -229,17 +229,11 @@ class SourceStores:
         return self.sources[self._locate(index)[0]]
 
     def summary(self) -> str:
-        counts = self.meta["counts"]
-        lines = [f"sources      {len(self.stores)}"]
-        lines += [f"  {source}: {len(store)} pieces, store {store.path}"
-                  for source, store in zip(self.sources, self.stores)]
-        lines += [f"pieces       {counts['pieces']}  (skipped {len(self.meta['skipped'])})",
-                  f"aligned      {sum(self.aligned)}  (beats={self.beats})",
-                  f"notes        {counts['notes']}",
-                  f"tokens       {counts['tokens']}",
-                  f"tokens/note  {counts['tokens'] / max(counts['notes'], 1):.2f}",
-                  f"vocabulary   {self.tokenizer.vocab_size}"]
-        return "\n".join(lines)
+        from pertok.store import summary_text
+
+        return summary_text([f"sources      {len(self.stores)}"] + [
+            f"  {source}: {len(store)} pieces, store {store.path}"
+            for source, store in zip(self.sources, self.stores)], self)
 
 
 def augmentation(tokenizer, data) -> Augmentation | None:
