@@ -5,6 +5,9 @@ so sampling applies the decoder alone. Both use rotary position embeddings.
 
 The decoder reads a conditioning prefix before BOS: the idea's TimeSig, its Programs and its
 bar count (`composer.ideas.prefix_ids`), so meter and instruments are given, not guessed.
+
+The latent is [B, K, Z]: K = 1 latent for the whole idea, or one per bar (K = the idea's most
+bars, as in MuseMorphose), each decoder position reading the latent of the bar it is in.
 """
 from __future__ import annotations
 
@@ -20,10 +23,28 @@ from composer.ideas import Conditions, prefix_ids
 from layers import KVCache, TransformerBlock
 
 Dtype = Any
-PAD_ID, BOS_ID = 0, 1  # PerTok's; the model only needs to know which ids are padding
+PAD_ID, BOS_ID, BAR_ID = 0, 1, 4  # PerTok's: padding, the idea's start, a bar line
 # Unit-variance token embeddings (Linen's default is 1/sqrt(vocab)): the latent added before
 # every decoder layer has unit scale too, and would otherwise drown the tokens at the start.
 EMBED_INIT = nn.initializers.normal(stddev=1.0)
+
+
+def bar_index(ids_BxT: jax.Array, num_latents: int) -> jax.Array:
+    """int32 [B, T]: the latent each position reads: the bars begun up to and including it,
+    minus one (BOS and the prefix before the first Bar: 0), at most `num_latents` - 1.
+
+    A Bar token already reads its new bar's latent, since what it predicts is that bar's start.
+    """
+    started_BxT = jnp.cumsum(ids_BxT == BAR_ID, axis=1) - 1
+    return jnp.clip(started_BxT, 0, num_latents - 1).astype(jnp.int32)
+
+
+def latent_mask(ids_BxT: jax.Array, num_latents: int) -> jax.Array:
+    """bool [B, K]: the latents an idea uses (its bars; with K = 1, every idea's one latent)."""
+    if num_latents == 1:
+        return jnp.ones((ids_BxT.shape[0], 1), bool)
+    member_BxTxK = bar_index(ids_BxT, num_latents)[..., None] == jnp.arange(num_latents)
+    return (member_BxTxK & (ids_BxT != PAD_ID)[..., None]).any(axis=1)
 
 
 def _block(module: Any, causal: bool, name: str) -> TransformerBlock:
@@ -35,10 +56,11 @@ def _block(module: Any, causal: bool, name: str) -> TransformerBlock:
 
 
 class IdeaEncoder(nn.Module):
-    """Token ids [B, T] (BOS first) -> (hidden [B, T, D], mu [B, Z], logvar [B, Z]).
+    """Token ids [B, T] (BOS first) -> (hidden [B, T, D], mu [B, K, Z], logvar [B, K, Z]).
 
-    Every position sees every real token (no causal mask); the BOS position, which sees the
-    whole idea, is pooled into the posterior's mean and log-variance.
+    Every position sees every real token (no causal mask). With one latent (K = 1) the BOS
+    position, which sees the whole idea, is pooled into the posterior's mean and log-variance;
+    with one per bar, the mean of each bar's positions is (a bar the idea lacks pools to 0).
     """
 
     vocab_size: int
@@ -51,6 +73,7 @@ class IdeaEncoder(nn.Module):
     rotary_fraction: float = 0.5
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    num_latents: int = 1  # K: 1 for the whole idea, or its most bars
 
     @nn.compact
     def __call__(self, ids_BxT: jax.Array, *, deterministic: bool = True):
@@ -61,23 +84,32 @@ class IdeaEncoder(nn.Module):
             x_BxTxD = _block(self, False, f"layer_{index}")(
                 x_BxTxD, kv_mask_BxT=real_BxT, deterministic=deterministic)
         x_BxTxD = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x_BxTxD)
-        pooled_BxD = x_BxTxD[:, 0].astype(jnp.float32)
-        stats_Bx2Z = nn.Dense(2 * self.latent_dim, dtype=jnp.float32, param_dtype=self.param_dtype,
-                              name="posterior")(pooled_BxD)
-        mu_BxZ, logvar_BxZ = jnp.split(stats_Bx2Z, 2, axis=-1)
-        return x_BxTxD, mu_BxZ, logvar_BxZ
+        pooled_BxKxD = self._pool(x_BxTxD.astype(jnp.float32), ids_BxT)
+        stats_BxKx2Z = nn.Dense(2 * self.latent_dim, dtype=jnp.float32, param_dtype=self.param_dtype,
+                                name="posterior")(pooled_BxKxD)
+        mu_BxKxZ, logvar_BxKxZ = jnp.split(stats_BxKx2Z, 2, axis=-1)
+        return x_BxTxD, mu_BxKxZ, logvar_BxKxZ
+
+    def _pool(self, x_BxTxD: jax.Array, ids_BxT: jax.Array) -> jax.Array:
+        if self.num_latents == 1:
+            return x_BxTxD[:, :1]
+        member_BxTxK = ((bar_index(ids_BxT, self.num_latents)[..., None] == jnp.arange(self.num_latents))
+                        & (ids_BxT != PAD_ID)[..., None]).astype(jnp.float32)
+        sums_BxKxD = jnp.einsum("btk,btd->bkd", member_BxTxK, x_BxTxD)
+        return sums_BxKxD / jnp.maximum(member_BxTxK.sum(axis=1), 1.0)[..., None]
 
 
 class IdeaDecoder(nn.Module):
-    """(token ids [B, T], z [B, Z]) -> float32 logits [B, T, V], autoregressive.
+    """(token ids [B, T], z [B, K, Z]) -> float32 logits [B, T, V], autoregressive.
 
     Ids may also be the `condition_ids` beyond the vocabulary (a prefix's bar count): they
     have embeddings but are never predicted.
 
     In-attention conditioning (MuseMorphose): one shared projection of z is added to the
     hidden state before every layer, the first included, so no layer can ignore the latent.
-    With `caches` (one KVCache per layer) the ids are the next tokens after the cached ones
-    and the call returns (logits, caches).
+    Each position adds the projection of latent `bars_BxT` (`bar_index` of the ids when not
+    given; with K > 1 cached calls must give it). With `caches` (one KVCache per layer) the
+    ids are the next tokens after the cached ones and the call returns (logits, caches).
     """
 
     vocab_size: int
@@ -92,16 +124,23 @@ class IdeaDecoder(nn.Module):
     condition_ids: int = 0  # embedded ids past the vocabulary (bar counts of the prefix)
 
     @nn.compact
-    def __call__(self, ids_BxT: jax.Array, z_BxZ: jax.Array, *, deterministic: bool = True,
-                 caches: list[KVCache] | None = None):
+    def __call__(self, ids_BxT: jax.Array, z_BxKxZ: jax.Array, bars_BxT: jax.Array | None = None, *,
+                 deterministic: bool = True, caches: list[KVCache] | None = None):
+        num_latents = z_BxKxZ.shape[1]
+        if bars_BxT is None and caches is not None and num_latents > 1:
+            raise ValueError("cached decoding with one latent per bar needs bars_BxT (the bar "
+                             "index of each new token)")
+        if bars_BxT is None:
+            bars_BxT = bar_index(ids_BxT, num_latents)
         x_BxTxD = nn.Embed(self.vocab_size + self.condition_ids, self.d_model,
                            embedding_init=EMBED_INIT, dtype=self.dtype,
                            param_dtype=self.param_dtype, name="embed")(ids_BxT)
-        latent_BxD = nn.Dense(self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
-                              name="latent_projection")(z_BxZ)
+        latent_BxKxD = nn.Dense(self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
+                                name="latent_projection")(z_BxKxZ)
+        latent_BxTxD = jnp.take_along_axis(latent_BxKxD, bars_BxT[..., None], axis=1)
         new_caches = []
         for index in range(self.num_layers):
-            x_BxTxD = x_BxTxD + latent_BxD[:, None, :].astype(x_BxTxD.dtype)
+            x_BxTxD = x_BxTxD + latent_BxTxD.astype(x_BxTxD.dtype)
             block = _block(self, True, f"layer_{index}")
             if caches is None:
                 x_BxTxD = block(x_BxTxD, deterministic=deterministic)
@@ -130,17 +169,29 @@ class ComposerModel:
 
     @classmethod
     def from_config(cls, model, vocab_size: int, max_bars: int) -> ComposerModel:
-        """Args: model: the config block; max_bars: the longest idea (the bar counts embedded)."""
+        """Args: model: the config block (`bar_latents` absent, as in runs saved before it
+        existed, = one latent per idea); max_bars: the longest idea (the bar counts embedded)."""
         shared = dict(vocab_size=vocab_size, d_model=model.d_model, num_heads=model.num_heads,
                       mlp_dim=model.mlp_dim, dropout=model.dropout,
                       rotary_fraction=model.rotary_fraction, dtype=jnp.dtype(model.dtype))
-        return cls(IdeaEncoder(num_layers=model.encoder_layers, latent_dim=model.latent_dim, **shared),
+        num_latents = max_bars if model.get("bar_latents", False) else 1
+        return cls(IdeaEncoder(num_layers=model.encoder_layers, latent_dim=model.latent_dim,
+                               num_latents=num_latents, **shared),
                    IdeaDecoder(num_layers=model.decoder_layers, condition_ids=max_bars, **shared),
                    model.max_programs, max_bars)
 
     @property
     def latent_dim(self) -> int:
         return self.encoder.latent_dim
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        """(K, Z) of one idea's latent: K = 1, or one latent per bar."""
+        return self.encoder.num_latents, self.encoder.latent_dim
+
+    def latent_mask(self, ids_BxT: jax.Array) -> jax.Array:
+        """bool [B, K]: the latents each idea [BOS, tokens..., PAD...] uses (its bars)."""
+        return latent_mask(ids_BxT, self.encoder.num_latents)
 
     @property
     def prefix_length(self) -> int:
@@ -159,34 +210,38 @@ class ComposerModel:
     def init(self, rng: jax.Array, ids_BxT: jax.Array) -> dict:
         encoder_rng, decoder_rng = jax.random.split(rng)
         batch = ids_BxT.shape[0]
-        z_BxZ = jnp.zeros((batch, self.latent_dim), jnp.float32)
+        z_BxKxZ = jnp.zeros((batch, *self.latent_shape), jnp.float32)
         decoder_ids = jnp.concatenate([self.open_prefix(batch), ids_BxT], axis=1)
         return {"encoder": self.encoder.init(encoder_rng, ids_BxT)["params"],
-                "decoder": self.decoder.init(decoder_rng, decoder_ids, z_BxZ)["params"]}
+                "decoder": self.decoder.init(decoder_rng, decoder_ids, z_BxKxZ)["params"]}
 
     def encode(self, params: dict, ids_BxT: jax.Array, *, deterministic: bool = True,
                rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-        """Posterior (mu, logvar) [B, Z] of ideas given as [BOS, tokens..., PAD...]."""
+        """Posterior (mu, logvar) [B, K, Z] of ideas given as [BOS, tokens..., PAD...]."""
         rngs = {"dropout": rng} if rng is not None else {}
-        _, mu_BxZ, logvar_BxZ = self.encoder.apply({"params": params["encoder"]}, ids_BxT,
-                                                   deterministic=deterministic, rngs=rngs)
-        return mu_BxZ, logvar_BxZ
+        _, mu_BxKxZ, logvar_BxKxZ = self.encoder.apply({"params": params["encoder"]}, ids_BxT,
+                                                       deterministic=deterministic, rngs=rngs)
+        return mu_BxKxZ, logvar_BxKxZ
 
-    def decode(self, params: dict, ids_BxT: jax.Array, z_BxZ: jax.Array,
-               prefix_BxP: jax.Array | None = None, *, deterministic: bool = True,
-               rng: jax.Array | None = None, caches: list[KVCache] | None = None):
+    def decode(self, params: dict, ids_BxT: jax.Array, z_BxKxZ: jax.Array,
+               prefix_BxP: jax.Array | None = None, *, bars_BxT: jax.Array | None = None,
+               deterministic: bool = True, rng: jax.Array | None = None,
+               caches: list[KVCache] | None = None):
         """Next-token logits [B, T, V] of `ids` (and the caches when given).
 
         Without caches the ids start at BOS and `prefix_BxP` is required (None = every field
         open). With caches the ids continue what the caches hold (see `prefill`); a prefix
-        given then is decoded first and its logits left out.
+        given then is decoded first and its logits left out. `bars_BxT`: each id's latent
+        (`bar_index`), which cached calls with one latent per bar must give.
         """
         rngs = {"dropout": rng} if rng is not None else {}
         if prefix_BxP is None and caches is None:
             prefix_BxP = self.open_prefix(ids_BxT.shape[0])
         if prefix_BxP is not None:
             ids_BxT = jnp.concatenate([jnp.asarray(prefix_BxP, jnp.int32), ids_BxT], axis=1)
-        out = self.decoder.apply({"params": params["decoder"]}, ids_BxT, z_BxZ,
+            if bars_BxT is not None:  # the prefix reads the first latent
+                bars_BxT = jnp.concatenate([jnp.zeros(prefix_BxP.shape, jnp.int32), bars_BxT], axis=1)
+        out = self.decoder.apply({"params": params["decoder"]}, ids_BxT, z_BxKxZ, bars_BxT,
                                  deterministic=deterministic, caches=caches, rngs=rngs)
         skip = 0 if prefix_BxP is None else prefix_BxP.shape[1]
         if caches is None:
@@ -199,13 +254,14 @@ class ComposerModel:
         return [KVCache.init(batch, self.prefix_length + max_length, d.num_heads,
                              d.d_model // d.num_heads, d.dtype) for _ in range(d.num_layers)]
 
-    def prefill(self, params: dict, prefix_BxP: jax.Array, z_BxZ: jax.Array,
+    def prefill(self, params: dict, prefix_BxP: jax.Array, z_BxKxZ: jax.Array,
                 max_length: int) -> list[KVCache]:
-        """Caches that hold the prefix (its keys depend on z through in-attention), with room
-        for `max_length` more tokens: feed BOS next, then each sampled token."""
+        """Caches that hold the prefix (its keys depend on the first latent through
+        in-attention), with room for `max_length` more tokens: feed BOS next, then each
+        sampled token (with its `bar_index`)."""
         caches = self.empty_caches(prefix_BxP.shape[0], max_length)
         _, caches = self.decoder.apply({"params": params["decoder"]}, jnp.asarray(prefix_BxP, jnp.int32),
-                                       z_BxZ, caches=caches)
+                                       z_BxKxZ, jnp.zeros(prefix_BxP.shape, jnp.int32), caches=caches)
         return caches
 
 

@@ -30,18 +30,20 @@ def top_p_logits(logits_BxV: jax.Array, top_p: float | jax.Array) -> jax.Array:
     return jnp.take_along_axis(sorted_BxV, jnp.argsort(order_BxV, axis=-1), axis=-1)
 
 
-def prior_latents(rng: jax.Array, num: int, latent_dim: int) -> jax.Array:
-    """z ~ N(0, I): [num, Z], for ideas from nothing."""
-    return jax.random.normal(rng, (num, latent_dim), jnp.float32)
+def prior_latents(rng: jax.Array, num: int, latent_shape: int | tuple[int, ...]) -> jax.Array:
+    """z ~ N(0, I): [num, *latent_shape] (`ComposerModel.latent_shape`), for ideas from nothing."""
+    shape = (latent_shape,) if isinstance(latent_shape, int) else tuple(latent_shape)
+    return jax.random.normal(rng, (num, *shape), jnp.float32)
 
 
 def variation_latents(rng: jax.Array, mu_Z: jax.Array, num: int, strength: float) -> jax.Array:
-    """[num, Z] latents `strength` (0 to 1) of the way from one idea to unrelated ones:
+    """[num, *mu.shape] latents `strength` (0 to 1) of the way from one idea ([Z], or [K, Z]
+    with one latent per bar) to unrelated ones:
     z = sqrt(1 - s^2) mu + s eps, eps ~ N(0, I). 0 is the encoded idea (its posterior mean), 1 a
     draw from the prior that knows nothing of it; the mix keeps the prior's scale in between.
     (Noise scaled by the posterior's own sigma barely moves a latent that carries the idea: its
     sigma is small, and the similarity to the input stayed flat from 0.25 to 1.)"""
-    eps_NxZ = jax.random.normal(rng, (num, mu_Z.shape[-1]), jnp.float32)
+    eps_NxZ = jax.random.normal(rng, (num, *mu_Z.shape), jnp.float32)
     keep = jnp.sqrt(jnp.maximum(1.0 - jnp.float32(strength) ** 2, 0.0))
     return keep * mu_Z[None].astype(jnp.float32) + jnp.float32(strength) * eps_NxZ
 
@@ -64,17 +66,21 @@ class IdeaGenerator:
         self.vocab_size = self.grammar.vocab_size
         self._sample = jax.jit(self._sample_impl)
 
-    def __call__(self, params: dict, z_BxZ: jax.Array, rng: jax.Array, temperature: float = 1.0,
+    def __call__(self, params: dict, z_BxKxZ: jax.Array, rng: jax.Array, temperature: float = 1.0,
                  top_p: float = 1.0, prefix_BxP: np.ndarray | jax.Array | None = None) -> np.ndarray:
         """Token ids [B, max_tokens]: each idea, its EOS, then PAD.
 
         Args:
+          z_BxKxZ: one latent per idea, of `model.latent_shape` each.
           prefix_BxP: the decoder's conditions per idea (a [P] row is used for every idea);
             None = every field open.
           temperature: 0 = greedy (the most likely token the grammar allows).
         """
-        z_BxZ = jnp.asarray(z_BxZ, jnp.float32)
-        batch = z_BxZ.shape[0]
+        z_BxKxZ = jnp.asarray(z_BxKxZ, jnp.float32)
+        if z_BxKxZ.shape[1:] != self.model.latent_shape:
+            raise ValueError(f"latents of shape {z_BxKxZ.shape}: expected (ideas, "
+                             f"{', '.join(map(str, self.model.latent_shape))}) (model.latent_shape)")
+        batch = z_BxKxZ.shape[0]
         if prefix_BxP is None:
             prefix_BxP = self.model.open_prefix(batch)
         prefix_BxP = jnp.asarray(prefix_BxP, jnp.int32)
@@ -83,7 +89,7 @@ class IdeaGenerator:
         if prefix_BxP.shape != (batch, self.model.prefix_length):
             raise ValueError(f"prefix of shape {prefix_BxP.shape}: expected "
                              f"({batch}, {self.model.prefix_length}) (model.prefix_ids per idea)")
-        ids = self._sample(params, z_BxZ, prefix_BxP, rng, jnp.float32(temperature),
+        ids = self._sample(params, z_BxKxZ, prefix_BxP, rng, jnp.float32(temperature),
                            jnp.float32(top_p))
         return np.asarray(ids)
 
@@ -109,9 +115,12 @@ class IdeaGenerator:
         bar_ok = (bars_Bx1 == 0) | (types_1xV != TokenType.BAR) | (rules.bars[:, None] < bars_Bx1)
         return signature_ok & program_ok & bar_ok
 
-    def _next_token(self, params, token_B, z_BxZ, prefix_BxP, caches, rules, remaining, rng,
+    def _next_token(self, params, token_B, z_BxKxZ, prefix_BxP, caches, rules, remaining, rng,
                     temperature, top_p):
-        logits_Bx1xV, caches = self.model.decode(params, token_B[:, None], z_BxZ, caches=caches)
+        # The grammar has counted token_B already: its bar is the Bars so far, less one.
+        bars_B = jnp.clip(rules.bars - 1, 0, z_BxKxZ.shape[1] - 1).astype(jnp.int32)
+        logits_Bx1xV, caches = self.model.decode(params, token_B[:, None], z_BxKxZ,
+                                                 bars_BxT=bars_B[:, None], caches=caches)
         allowed_BxV = self.grammar.allowed(rules, remaining, xp=jnp)
         constrained_BxV = allowed_BxV & self._prefix_mask(prefix_BxP, rules)
         # The prefix's limits only narrow the grammar; should they leave nothing, the grammar rules.
@@ -122,10 +131,10 @@ class IdeaGenerator:
         sampled_B = jax.random.categorical(rng, nucleus_BxV)
         return jnp.where(temperature > 0, sampled_B, greedy_B).astype(jnp.int32), caches
 
-    def _sample_impl(self, params, z_BxZ, prefix_BxP, rng, temperature, top_p):
-        batch = z_BxZ.shape[0]
+    def _sample_impl(self, params, z_BxKxZ, prefix_BxP, rng, temperature, top_p):
+        batch = z_BxKxZ.shape[0]
         out_BxN = jnp.full((batch, self.max_tokens), PAD_ID, jnp.int32)
-        caches = self.model.prefill(params, prefix_BxP, z_BxZ, self.max_tokens)
+        caches = self.model.prefill(params, prefix_BxP, z_BxKxZ, self.max_tokens)
         state = (jnp.int32(0), jnp.full((batch,), BOS_ID, jnp.int32), caches,
                  self.grammar.start(batch, xp=jnp), rng, out_BxN, jnp.zeros((batch,), bool))
 
@@ -136,7 +145,7 @@ class IdeaGenerator:
         def step(state):
             position, token_B, caches, rules, rng, out_BxN, done_B = state
             rng, draw = jax.random.split(rng)
-            token_B, caches = self._next_token(params, token_B, z_BxZ, prefix_BxP, caches, rules,
+            token_B, caches = self._next_token(params, token_B, z_BxKxZ, prefix_BxP, caches, rules,
                                                self.max_tokens - position, draw, temperature, top_p)
             token_B = jnp.where(done_B, PAD_ID, token_B)
             rules = self.grammar.advance(rules, token_B, xp=jnp)

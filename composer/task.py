@@ -125,10 +125,10 @@ class ComposerTask:
         return vae.cyclical_beta(step, beta_max=self.kl.beta_max, warmup_steps=self.kl.warmup_steps,
                                  cycle_steps=self.cycle_steps, ramp_fraction=self.kl.ramp_fraction)
 
-    def _token_losses(self, params, batch, z_BxZ, rng=None,
+    def _token_losses(self, params, batch, z_BxKxZ, rng=None,
                       train: bool = False) -> tuple[jax.Array, jax.Array]:
         """Teacher-forced cross-entropy [B, T] of the targets decoded from z, and the logits."""
-        logits_BxTxV = self.model.decode(params, batch["decoder_inputs"], z_BxZ, batch["decoder_prefix"],
+        logits_BxTxV = self.model.decode(params, batch["decoder_inputs"], z_BxKxZ, batch["decoder_prefix"],
                                          rng=rng, deterministic=not train)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, batch["targets"])
         return losses, logits_BxTxV
@@ -138,39 +138,43 @@ class ComposerTask:
             raise ValueError("the Composer's KL schedule needs the training step: the harness must "
                              "call loss(..., step=state.step) for tasks with loss_uses_step")
         latent_rng, encoder_rng, decoder_rng = jax.random.split(rng, 3)
-        mu_BxZ, logvar_BxZ = self.model.encode(params, batch["encoder_ids"], rng=encoder_rng,
-                                               deterministic=not train)
-        z_BxZ = vae.reparameterize(mu_BxZ, logvar_BxZ, jax.random.normal(latent_rng, mu_BxZ.shape))
-        losses_BxT, logits_BxTxV = self._token_losses(params, batch, z_BxZ, decoder_rng, train)
+        mu_BxKxZ, logvar_BxKxZ = self.model.encode(params, batch["encoder_ids"], rng=encoder_rng,
+                                                   deterministic=not train)
+        z_BxKxZ = vae.reparameterize(mu_BxKxZ, logvar_BxKxZ,
+                                     jax.random.normal(latent_rng, mu_BxKxZ.shape))
+        losses_BxT, logits_BxTxV = self._token_losses(params, batch, z_BxKxZ, decoder_rng, train)
         weights_BxT = batch["weights"]
         tokens_B = weights_BxT.sum(axis=1)
         count = jnp.maximum(tokens_B.sum(), 1.0)
         reconstruction = (losses_BxT * weights_BxT).sum() / count
-        kl_BxZ = vae.kl_per_dimension(mu_BxZ, logvar_BxZ)
-        kl_term = vae.per_token_kl(kl_BxZ, self.kl.free_bits, tokens_B)
+        used_BxK = self.model.latent_mask(batch["encoder_ids"])  # each idea's bars (or its one latent)
+        kl_BxKxZ = vae.kl_per_dimension(mu_BxKxZ, logvar_BxKxZ)
+        kl_term = vae.per_token_kl(kl_BxKxZ, self.kl.free_bits, tokens_B, used_BxK)
         beta = self.beta(step)
-        kl_Z = kl_BxZ.mean(axis=0)
+        kl_idea = vae.idea_kl(kl_BxKxZ, used_BxK)  # nats per idea, without free bits
+        kl_KxZ = vae.batch_mean_kl(kl_BxKxZ, used_BxK)
         metrics = {
             "reconstruction": reconstruction,
             "accuracy": ((logits_BxTxV.argmax(-1) == batch["targets"]) * weights_BxT).sum() / count,
-            "kl": kl_Z.sum(),  # nats per idea, without free bits
-            "kl_per_token": kl_Z.sum() / jnp.maximum(tokens_B.mean(), 1.0),
-            "kl_dim_max": kl_Z.max(),
-            "kl_dim_median": jnp.median(kl_Z),
-            "kl_dims_above_free_bits": vae.dimensions_above(kl_BxZ, self.kl.free_bits),
+            "kl": kl_idea,
+            "kl_per_token": kl_idea / jnp.maximum(tokens_B.mean(), 1.0),
+            "kl_dim_max": kl_KxZ.max(),
+            "kl_dim_median": jnp.median(kl_KxZ[0]),  # the first bar's: every idea has it
+            "kl_dims_above_free_bits": vae.dimensions_above(kl_BxKxZ, self.kl.free_bits, used_BxK),
             "beta": beta,
         }
         if not train:
-            metrics.update(self.latent_use(params, batch, mu_BxZ))
+            metrics.update(self.latent_use(params, batch, mu_BxKxZ))
         return reconstruction + beta * kl_term, metrics
 
-    def latent_use(self, params, batch, mu_BxZ: jax.Array) -> dict[str, jax.Array]:
+    def latent_use(self, params, batch, mu_BxKxZ: jax.Array) -> dict[str, jax.Array]:
         """Cross-entropy per target token decoded from each idea's own mu and from the next
         idea's mu in the batch; their gap is what the latent tells the decoder (0 = ignored)."""
         weights_BxT = batch["weights"]
         count = jnp.maximum(weights_BxT.sum(), 1.0)
-        own = (self._token_losses(params, batch, mu_BxZ)[0] * weights_BxT).sum() / count
-        other = (self._token_losses(params, batch, jnp.roll(mu_BxZ, 1, axis=0))[0] * weights_BxT).sum() / count
+        own = (self._token_losses(params, batch, mu_BxKxZ)[0] * weights_BxT).sum() / count
+        other_mu_BxKxZ = jnp.roll(mu_BxKxZ, 1, axis=0)
+        other = (self._token_losses(params, batch, other_mu_BxKxZ)[0] * weights_BxT).sum() / count
         return {"reconstruction_own_mu": own, "reconstruction_other_mu": other, "latent_gap": other - own}
 
     def sampler(self, pieces) -> IdeaSampler:

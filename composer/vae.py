@@ -12,16 +12,37 @@ def kl_per_dimension(mu_BxZ: jax.Array, logvar_BxZ: jax.Array) -> jax.Array:
     return 0.5 * (jnp.square(mu_BxZ) + jnp.exp(logvar_BxZ) - 1.0 - logvar_BxZ)
 
 
-def free_bits_kl(kl_BxZ: jax.Array, free_bits: float) -> jax.Array:
+def batch_mean_kl(kl_BxKxZ: jax.Array, used_BxK: jax.Array | None = None) -> jax.Array:
+    """KL of each latent dimension averaged over the ideas that use it: [K, Z] (or [Z] for a
+    [B, Z] input without a mask). `used_BxK` marks the latents an idea has (its bars)."""
+    if used_BxK is None:
+        return kl_BxKxZ.mean(axis=0)
+    weights_BxKx1 = used_BxK[..., None].astype(jnp.float32)
+    return (kl_BxKxZ * weights_BxKx1).sum(axis=0) / jnp.maximum(weights_BxKx1.sum(axis=0), 1.0)
+
+
+def free_bits_kl(kl_BxZ: jax.Array, free_bits: float, used_BxK: jax.Array | None = None) -> jax.Array:
     """Sum over dimensions of max(batch-mean KL of the dimension, free_bits) (Kingma et al. 2016).
 
     A dimension whose KL is below `free_bits` nats gets no gradient from the KL term, so the
-    optimiser has no reason to push it all the way to the prior (posterior collapse).
+    optimiser has no reason to push it all the way to the prior (posterior collapse). With
+    one latent per bar (kl [B, K, Z], `used_BxK`), a bar no idea of the batch has costs nothing.
     """
-    return jnp.maximum(kl_BxZ.mean(axis=0), free_bits).sum()
+    floored = jnp.maximum(batch_mean_kl(kl_BxZ, used_BxK), free_bits)
+    if used_BxK is not None:
+        floored = jnp.where(used_BxK.any(axis=0)[:, None], floored, 0.0)
+    return floored.sum()
 
 
-def per_token_kl(kl_BxZ: jax.Array, free_bits: float, target_tokens_B: jax.Array) -> jax.Array:
+def idea_kl(kl_BxKxZ: jax.Array, used_BxK: jax.Array | None = None) -> jax.Array:
+    """Nats per idea (summed over its latents and dimensions, no free bits), batch mean."""
+    if used_BxK is None:
+        return kl_BxKxZ.mean(axis=0).sum()
+    return (kl_BxKxZ * used_BxK[..., None]).sum() / kl_BxKxZ.shape[0]
+
+
+def per_token_kl(kl_BxZ: jax.Array, free_bits: float, target_tokens_B: jax.Array,
+                 used_BxK: jax.Array | None = None) -> jax.Array:
     """The KL term of the per-token ELBO: free-bits KL in nats per idea / target tokens per idea.
 
     The reconstruction loss is a mean per target token, so the KL must be divided by the same
@@ -30,7 +51,7 @@ def per_token_kl(kl_BxZ: jax.Array, free_bits: float, target_tokens_B: jax.Array
     effective beta beta x T / Z, several times 1, and pins every dimension at the free-bits floor.)
     """
     mean_tokens = jnp.maximum(target_tokens_B.astype(jnp.float32).mean(), 1.0)
-    return free_bits_kl(kl_BxZ, free_bits) / mean_tokens
+    return free_bits_kl(kl_BxZ, free_bits, used_BxK) / mean_tokens
 
 
 def reparameterize(mu_BxZ: jax.Array, logvar_BxZ: jax.Array, eps_BxZ: jax.Array,
@@ -71,14 +92,16 @@ def cyclical_beta(step: jax.Array | int, *, beta_max: float, warmup_steps: int, 
     return jnp.where(after_warmup < 0, 0.0, beta_max * ramp).astype(jnp.float32)
 
 
-def dimensions_above(kl_BxZ: jax.Array, free_bits: float) -> jax.Array:
+def dimensions_above(kl_BxZ: jax.Array, free_bits: float, used_BxK: jax.Array | None = None) -> jax.Array:
     """Latent dimensions whose batch-mean KL exceeds the free-bits floor: the ones that pay
-    for carrying information. (A Var(mu) > 0.01 "active units" count reads every dimension as
-    active even when each holds only its free 0.25 nats, so it cannot show collapse.)"""
-    return (kl_BxZ.mean(axis=0) > free_bits).sum().astype(jnp.float32)
+    for carrying information (with one latent per bar, counted over every bar's dimensions).
+    (A Var(mu) > 0.01 "active units" count reads every dimension as active even when each
+    holds only its free 0.25 nats, so it cannot show collapse.)"""
+    return (batch_mean_kl(kl_BxZ, used_BxK) > free_bits).sum().astype(jnp.float32)
 
 
 def interpolate(z_a_Z: jax.Array, z_b_Z: jax.Array, num_points: int) -> jax.Array:
-    """`num_points` latents on the straight line from z_a to z_b, both ends included: [N, Z]."""
-    weights_Nx1 = jnp.linspace(0.0, 1.0, num_points, dtype=jnp.float32)[:, None]
-    return (1.0 - weights_Nx1) * z_a_Z[None] + weights_Nx1 * z_b_Z[None]
+    """`num_points` latents on the straight line from z_a to z_b, both ends included: [N, ...]
+    (z_a and z_b of one shape: [Z], or [K, Z] with one latent per bar)."""
+    weights = jnp.linspace(0.0, 1.0, num_points, dtype=jnp.float32).reshape((-1,) + (1,) * z_a_Z.ndim)
+    return (1.0 - weights) * z_a_Z[None] + weights * z_b_Z[None]

@@ -83,7 +83,7 @@ def read_idea(path: str, full: np.ndarray, tokenizer: PerTok, composer: Trained,
     return idea, note
 
 
-def compose(composer: Trained, tokenizer: PerTok, z_NxZ: jax.Array, rng: jax.Array,
+def compose(composer: Trained, tokenizer: PerTok, z_NxKxZ: jax.Array, rng: jax.Array,
             temperature: float, top_p: float,
             prefix: np.ndarray | None = None) -> tuple[list[np.ndarray], list[float]]:
     """Decoded, repaired composition ids of each latent and the token error rate of each.
@@ -95,7 +95,7 @@ def compose(composer: Trained, tokenizer: PerTok, z_NxZ: jax.Array, rng: jax.Arr
         composer.compiled["generator"] = IdeaGenerator(
             composer.task.model, tokenizer, composer.task.context_length, composer.task.num_bars)
     generator = composer.compiled["generator"]
-    sampled = generator(composer.params, z_NxZ, rng, temperature, top_p, prefix_BxP=prefix)
+    sampled = generator(composer.params, z_NxKxZ, rng, temperature, top_p, prefix_BxP=prefix)
     finished = [finish_idea(ids, tokenizer, composer.task.num_bars) for ids in sampled]
     return [ids for ids, _ in finished], [rate for _, rate in finished]
 
@@ -201,8 +201,8 @@ def generate(config, workdir: str) -> dict:
     composer, performer = _load_models(config, tokenizer)
     prefix = _generate_prefix(g, tokenizer, composer)
     latent_rng, sample_rng, perform_rng = jax.random.split(jax.random.key(config.seed), 3)
-    z_NxZ = prior_latents(latent_rng, g.num_ideas, composer.task.model.latent_dim)
-    compositions, error_rates = compose(composer, tokenizer, z_NxZ, sample_rng, g.temperature, g.top_p,
+    z_NxKxZ = prior_latents(latent_rng, g.num_ideas, composer.task.model.latent_shape)
+    compositions, error_rates = compose(composer, tokenizer, z_NxKxZ, sample_rng, g.temperature, g.top_p,
                                         prefix)
     scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
                      config.perform.rounds, config.perform.velocity or None, config.perform.greedy,

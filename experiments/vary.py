@@ -89,13 +89,13 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     latent_rng, sample_rng, perform_rng, control_rng = jax.random.split(jax.random.key(config.seed), 4)
     composition = composition_view(idea, tokenizer)
     encoder_ids = idea_example(composition, composer.task.context_length)["encoder_ids"][None]
-    mu_1xZ, _ = jax.jit(composer.task.model.encode)(composer.params, encoder_ids)
-    z_NxZ = variation_latents(latent_rng, mu_1xZ[0], v.num_variations, v.strength)
-    prior_NxZ = prior_latents(control_rng, v.num_variations, composer.task.model.latent_dim)
+    mu_1xKxZ, _ = jax.jit(composer.task.model.encode)(composer.params, encoder_ids)
+    z_NxKxZ = variation_latents(latent_rng, mu_1xKxZ[0], v.num_variations, v.strength)
+    prior_NxKxZ = prior_latents(control_rng, v.num_variations, composer.task.model.latent_shape)
     prefix = composer.task.model.prefix_ids(conditions_of(composition, tokenizer))
     level = config.perform.velocity or piece_velocities(full, tokenizer)  # the input's loudness
     scores, controls = [], []
-    for z, rng, out in ((z_NxZ, sample_rng, scores), (prior_NxZ, control_rng, controls)):
+    for z, rng, out in ((z_NxKxZ, sample_rng, scores), (prior_NxKxZ, control_rng, controls)):
         compositions, error_rates = compose(composer, tokenizer, z, rng, v.temperature, v.top_p, prefix)
         performed = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
                             config.perform.rounds, level, config.perform.greedy, config.perform.hold_level)

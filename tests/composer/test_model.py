@@ -1,6 +1,7 @@
 """The Composer's encoder and decoder at a tiny size: shapes, finiteness, bidirectional encoder,
 causal decoder that depends on z through in-attention and reads its conditioning prefix,
-cached decoding (with and without a prefilled prefix) equal to the full pass."""
+one latent per bar (each position reads its bar's), cached decoding (with and without a
+prefilled prefix) equal to the full pass, and runs saved with one latent per idea."""
 import types
 
 import jax
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from composer import Conditions
+from composer.model import ComposerModel, bar_index, latent_mask
 from tests.composer.conftest import LATENT
 
 PREFIX = 8  # TimeSig, 6 Programs, bar count
@@ -21,16 +23,27 @@ def setup(tiny_composer):
     model = task.model
     ids = jax.random.randint(jax.random.key(0), (2, T), 4, VOCAB).at[:, 0].set(1)
     ids = ids.at[1, 9:].set(0)  # the second idea is padded
+    ids = jnp.where(ids == 4, 5, ids).at[:, 1].set(4).at[:, 5].set(4)  # Bar lines: two bars each
     jitted = types.SimpleNamespace(  # each function compiles once for the whole module
         encode=jax.jit(model.encode), decode=jax.jit(model.decode), encoder=model.encoder,
-        empty_caches=model.empty_caches, prefix_ids=model.prefix_ids, prefill=model.prefill)
+        empty_caches=model.empty_caches, prefix_ids=model.prefix_ids, prefill=model.prefill,
+        latent_shape=model.latent_shape)
     return jitted, params, ids
+
+
+def _latents(model, value_or_rng) -> jax.Array:
+    """[2, K, Z] latents: all `value`, or standard normal from an rng."""
+    shape = (2, *model.latent_shape)
+    if isinstance(value_or_rng, float):
+        return jnp.full(shape, value_or_rng)
+    return jax.random.normal(value_or_rng, shape)
 
 
 def test_shapes_and_finiteness(setup):
     model, params, ids = setup
     mu, logvar = model.encode(params, ids)
-    assert mu.shape == logvar.shape == (2, LATENT) and mu.dtype == jnp.float32
+    assert model.latent_shape == (2, LATENT)  # the tiny config: one latent per bar of 2-bar ideas
+    assert mu.shape == logvar.shape == (2, 2, LATENT) and mu.dtype == jnp.float32
     logits = model.decode(params, ids, mu)
     assert logits.shape == (2, T, 603) and logits.dtype == jnp.float32
     assert np.isfinite(np.asarray(logits)).all() and np.isfinite(np.asarray(logvar)).all()
@@ -52,7 +65,7 @@ def test_encoder_is_bidirectional_and_ignores_padding(setup):
 
 def test_decoder_is_causal(setup):
     model, params, ids = setup
-    z = jnp.ones((2, LATENT))
+    z = _latents(model, 1.0)
     base = model.decode(params, ids, z)
     changed = model.decode(params, ids.at[:, 6].set(9), z)
     np.testing.assert_allclose(changed[:, :6], base[:, :6], atol=1e-5)
@@ -61,7 +74,7 @@ def test_decoder_is_causal(setup):
 
 def test_decoder_output_changes_with_z_through_in_attention(setup):
     model, params, ids = setup
-    z_a, z_b = jnp.zeros((2, LATENT)), jnp.ones((2, LATENT))
+    z_a, z_b = _latents(model, 0.0), _latents(model, 1.0)
     # Position 0 sees only BOS: it can only learn of z through the projection added to it.
     assert np.abs(model.decode(params, ids, z_a)[:, 0] - model.decode(params, ids, z_b)[:, 0]).min() > 1e-4
     # With the shared projection zeroed, z no longer reaches the decoder at all.
@@ -72,7 +85,7 @@ def test_decoder_output_changes_with_z_through_in_attention(setup):
 
 def test_the_prefix_conditions_every_position_and_its_bar_count_is_embedded(setup):
     model, params, ids = setup
-    z = jnp.zeros((2, LATENT))
+    z = _latents(model, 0.0)
     prefix = jnp.asarray(np.stack([model.prefix_ids(Conditions(23, (117,), 2))] * 2))
     assert prefix.shape == (2, PREFIX) and int(prefix[0, -1]) == 603 + 1  # bar counts past the vocabulary
     base = model.decode(params, ids, z, prefix)
@@ -86,15 +99,59 @@ def test_the_prefix_conditions_every_position_and_its_bar_count_is_embedded(setu
 
 def test_prefilled_cached_decoding_equals_the_full_pass_with_the_prefix(setup):
     model, params, ids = setup
-    z = jax.random.normal(jax.random.key(3), (2, LATENT))
+    z = _latents(model, jax.random.key(3))
     prefix = jnp.asarray(np.stack([model.prefix_ids(Conditions(23, (117, 245), 1)),
                                    model.prefix_ids(Conditions(0, (), 0))]))
     full = model.decode(params, ids, z, prefix)
     caches = jax.jit(model.prefill, static_argnums=3)(params, prefix, z, T)
-    step = jax.jit(lambda token, caches: model.decode(params, token, z, caches=caches))
+    step = jax.jit(lambda token, bars, caches: model.decode(params, token, z, bars_BxT=bars, caches=caches))
+    bars = bar_index(ids, model.latent_shape[0])
+    assert int(bars.max()) == 1  # both latents are read
     steps = []
     for t in range(T):
-        logits, caches = step(ids[:, t:t + 1], caches)
+        logits, caches = step(ids[:, t:t + 1], bars[:, t:t + 1], caches)
         steps.append(logits[:, 0])
     np.testing.assert_allclose(jnp.stack(steps, 1)[0], full[0], atol=1e-4)
     np.testing.assert_allclose(jnp.stack(steps, 1)[1, :9], full[1, :9], atol=1e-4)
+    with pytest.raises(ValueError, match="bars_BxT"):  # which bar a new token is in is not guessed
+        model.decode(params, ids[:, :1], z, caches=caches)
+
+
+def test_bar_index_and_latent_mask_follow_the_bar_lines():
+    ids = jnp.array([[1, 4, 7, 8, 4, 9, 0, 0],  # two bars
+                     [1, 4, 7, 8, 9, 0, 0, 0]])  # one bar
+    np.testing.assert_array_equal(bar_index(ids, 2), [[0, 0, 0, 0, 1, 1, 1, 1], [0] * 8])
+    np.testing.assert_array_equal(latent_mask(ids, 2), [[True, True], [True, False]])
+    np.testing.assert_array_equal(bar_index(ids, 1), np.zeros((2, 8)))  # one latent per idea
+    np.testing.assert_array_equal(latent_mask(ids, 1), [[True], [True]])
+
+
+def test_each_bar_reads_its_own_latent(setup):
+    model, params, _ = setup
+    ids = jnp.array([[1, 4, 7, 8, 9, 4, 10, 11, 12, 13]] * 2)  # the second bar starts at position 5
+    z = _latents(model, jax.random.key(4))
+    base = model.decode(params, ids, z)
+    second_changed = model.decode(params, ids, z.at[:, 1].add(1.0))
+    np.testing.assert_allclose(second_changed[:, :5], base[:, :5], atol=1e-6)  # the first bar
+    assert np.abs(second_changed[:, 5:] - base[:, 5:]).min() > 1e-5  # from the second Bar on
+    # The encoder pools each bar's positions into that bar's latent: the second bar's mu
+    # moves most when the second bar changes (the first moves a little, through attention).
+    mu, _ = model.encode(params, ids)
+    changed_mu, _ = model.encode(params, ids.at[:, 7].set(20))
+    assert np.abs(changed_mu[:, 1] - mu[:, 1]).max() > np.abs(changed_mu[:, 0] - mu[:, 0]).max()
+
+
+def test_runs_saved_before_bar_latents_have_one_latent_per_idea(tiny_composer):
+    task, _, batch = tiny_composer
+    saved = task.config.copy_and_resolve_references()
+    with saved.unlocked():
+        del saved["bar_latents"]  # a config.json written before the key existed
+    model = ComposerModel.from_config(saved, task.tokenizer.vocab_size, task.num_bars)
+    assert model.latent_shape == (1, LATENT)
+    params = jax.jit(model.init)(jax.random.key(0), batch["encoder_ids"])
+    mu, _ = jax.jit(model.encode)(params, batch["encoder_ids"])
+    assert mu.shape == (4, 1, LATENT)
+    # The same parameter shapes as one latent per bar: the posterior pools BOS, not the bars.
+    bars_model = task.model
+    bars_params = jax.jit(bars_model.init)(jax.random.key(0), batch["encoder_ids"])
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, bars_params)

@@ -9,7 +9,6 @@ from composer import IdeaGenerator, named_conditions
 from composer.sample import EOS_ID, _NEVER
 from composer.model import BOS_ID, PAD_ID
 from pertok import PerTok, TokenType
-from tests.composer.conftest import LATENT
 
 TOKENS, BATCH = 24, 3
 
@@ -19,7 +18,7 @@ def setup(tiny_composer):
     task, params, _ = tiny_composer
     tokenizer = PerTok()
     generator = IdeaGenerator(task.model, tokenizer, TOKENS, task.num_bars)
-    z = jax.random.normal(jax.random.key(1), (BATCH, LATENT))
+    z = jax.random.normal(jax.random.key(1), (BATCH, *task.model.latent_shape))
     prefix = task.model.prefix_ids(named_conditions(tokenizer, "3/4", "33", 1))
     return task.model, params, tokenizer, generator, z, prefix
 
@@ -56,7 +55,7 @@ def test_ideas_keep_to_the_prefix_meter_programs_and_bars(setup):
     _, params, tokenizer, generator, _, _ = setup
     batch = 16
     prefix = generator.model.prefix_ids(named_conditions(tokenizer, "3/4", "33,drums", 1))
-    ids = generator(params, jax.random.normal(jax.random.key(2), (batch, LATENT)),
+    ids = generator(params, jax.random.normal(jax.random.key(2), (batch, *generator.model.latent_shape)),
                     jax.random.key(3), temperature=2.0, prefix_BxP=prefix)
     allowed_programs = {tokenizer.vocab.ids["Program_33"], tokenizer.vocab.ids["Program_drums"]}
     for row in ids:
@@ -66,7 +65,7 @@ def test_ideas_keep_to_the_prefix_meter_programs_and_bars(setup):
         assert set(row[types == TokenType.PROGRAM]) <= allowed_programs
         assert (types == TokenType.BAR).sum() == 1
     # With every field open the meter and programs are free: some of the same draws differ.
-    free = generator(params, jax.random.normal(jax.random.key(2), (batch, LATENT)),
+    free = generator(params, jax.random.normal(jax.random.key(2), (batch, *generator.model.latent_shape)),
                      jax.random.key(3), temperature=2.0)
     assert not all(row[1] == tokenizer.vocab.ids["TimeSig_3/4"] for row in free)
 
@@ -75,3 +74,9 @@ def test_a_prefix_of_the_wrong_shape_is_one_clear_error(setup):
     _, params, _, generator, z, prefix = setup
     with pytest.raises(ValueError, match="model.prefix_ids"):
         generator(params, z, jax.random.key(0), prefix_BxP=prefix[:-1])
+
+
+def test_latents_of_the_wrong_shape_are_one_clear_error(setup):
+    _, params, _, generator, z, _ = setup
+    with pytest.raises(ValueError, match="model.latent_shape"):
+        generator(params, z[:, 0], jax.random.key(0))  # one latent per idea, for a per-bar model

@@ -14,15 +14,20 @@ def test_loss_is_the_per_token_elbo_and_follows_the_beta_schedule(tiny_composer)
     (warmup, metrics), (half, _), (top, _) = loss_at(5), loss_at(35), loss_at(60)
     assert float(metrics["beta"]) == 0.0 and float(warmup) == pytest.approx(float(metrics["reconstruction"]))
     kl_term = float(top) - float(metrics["reconstruction"])
-    # KL summed over dimensions (each at least the free bits) per target token of an idea.
+    # KL summed over bars and dimensions (each at least the free bits, over the ideas that
+    # have the bar) per target token of an idea.
     mu, logvar = jax.jit(task.model.encode)(params, batch["encoder_ids"])
-    kl = np.asarray(vae.kl_per_dimension(mu, logvar))
+    kl = np.asarray(vae.kl_per_dimension(mu, logvar))  # [B, K, Z]
+    used = np.asarray(task.model.latent_mask(batch["encoder_ids"]))  # [B, K]
+    assert kl.shape == (4, 2, 4) and used.sum() == 7  # one of the ideas is a single bar
     tokens_per_idea = float(batch["weights"].sum(1).mean())
-    expected = np.maximum(kl.mean(0), 0.25).sum() / tokens_per_idea
+    per_dimension = (kl * used[..., None]).sum(0) / used.sum(0)[:, None]
+    expected = np.maximum(per_dimension, 0.25).sum() / tokens_per_idea
     assert kl_term == pytest.approx(float(expected), rel=1e-4)
     assert float(half) - float(metrics["reconstruction"]) == pytest.approx(kl_term / 2, rel=1e-4)
-    assert float(metrics["kl"]) == pytest.approx(float(kl.mean(0).sum()), rel=1e-4)  # nats per idea
-    assert float(metrics["kl_dims_above_free_bits"]) == float((kl.mean(0) > 0.25).sum())
+    nats_per_idea = (kl * used[..., None]).sum() / 4
+    assert float(metrics["kl"]) == pytest.approx(float(nats_per_idea), rel=1e-4)
+    assert float(metrics["kl_dims_above_free_bits"]) == float((per_dimension > 0.25).sum())
     assert {"accuracy", "kl_per_token", "kl_dim_max", "kl_dim_median"} <= set(metrics)
     assert "active_units" not in metrics
     assert "latent_gap" not in metrics  # held-out only: training pays for no extra passes

@@ -8,7 +8,7 @@ import pytest
 
 from composer import (cyclical_beta, dimensions_above, free_bits_kl, interpolate, kl_per_dimension,
                       per_token_kl, reparameterize, top_p_logits, variation_latents)
-from composer.vae import cycle_steps_for
+from composer.vae import batch_mean_kl, cycle_steps_for, idea_kl
 
 
 def test_kl_equals_the_closed_form_with_sigma():
@@ -83,9 +83,27 @@ def test_cycle_length_fits_the_run():
     assert tops == 3 and beta[-1] == 1.0  # four cycles, the last one ends the run at beta_max
 
 
+def test_per_bar_kl_counts_only_the_bars_an_idea_has():
+    kl = jnp.array([[[1.0, 2.0], [3.0, 5.0]],  # an idea of two bars
+                    [[3.0, 0.0], [9.0, 9.0]]])  # an idea of one bar: its second latent is unused
+    used = jnp.array([[True, True], [True, False]])
+    np.testing.assert_allclose(batch_mean_kl(kl, used), [[2.0, 1.0], [3.0, 5.0]])
+    assert float(free_bits_kl(kl, 1.5, used)) == pytest.approx(2.0 + 1.5 + 3.0 + 5.0)
+    assert float(idea_kl(kl, used)) == pytest.approx((11.0 + 3.0) / 2)  # nats per idea
+    assert float(dimensions_above(kl, 1.5, used)) == 3.0
+    gradient = jax.grad(free_bits_kl)(kl, 1.5, used)
+    assert float(jnp.abs(gradient[1, 1]).max()) == 0.0  # an unused latent costs nothing
+    # A bar no idea of the batch has adds nothing, not the free bits.
+    assert float(free_bits_kl(kl, 1.5, used.at[0, 1].set(False))) == pytest.approx(2.0 + 1.5)
+    # Without a mask, [B, Z] as before: every idea's one latent.
+    assert float(idea_kl(kl[:, 0])) == pytest.approx(3.0)
+
+
 def test_interpolation_runs_from_one_latent_to_the_other():
     path = interpolate(jnp.zeros(2), jnp.array([2.0, -4.0]), 3)
     np.testing.assert_allclose(path, [[0, 0], [1, -2], [2, -4]])
+    per_bar = interpolate(jnp.zeros((2, 2)), jnp.array([[2.0, -4.0], [4.0, 0.0]]), 3)  # [K, Z] latents
+    np.testing.assert_allclose(per_bar[1], [[1, -2], [2, 0]])
 
 
 def test_top_p_keeps_the_smallest_set_with_enough_mass():
@@ -105,3 +123,5 @@ def test_variation_strength_moves_from_the_idea_to_the_prior():
     distance = [float(jnp.linalg.norm(variation_latents(rng, mu_a, 64, s) - mu_a, axis=-1).mean())
                 for s in (0.0, 0.25, 0.5, 1.0)]
     assert distance == sorted(distance) and distance[0] == 0.0
+    per_bar = variation_latents(rng, jnp.stack([mu_a, mu_b]), 5, 0.5)  # one latent per bar: [K, Z]
+    assert per_bar.shape == (5, 2, 3)
