@@ -6,8 +6,10 @@ so sampling applies the decoder alone. Both use rotary position embeddings.
 The decoder reads a conditioning prefix before BOS: the idea's TimeSig, its Programs and its
 bar count (`composer.ideas.prefix_ids`), so meter and instruments are given, not guessed.
 
-The latent is [B, K, Z]: K = 1 latent for the whole idea, or one per bar (K = the idea's most
-bars, as in MuseMorphose), each decoder position reading the latent of the bar it is in.
+The latent is [B, K, Z]: K = 1 latent for the whole idea, or one per bar (as in MuseMorphose)
+or per equal part of each bar, each position reading the latent of the part it is in
+(`composer.segments`: the encoder pools each part's positions, the decoder adds each
+position's latent).
 """
 from __future__ import annotations
 
@@ -20,31 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from composer.ideas import Conditions, prefix_ids
+from composer.segments import Segments, used_latents
 from layers import KVCache, TransformerBlock
 
 Dtype = Any
-PAD_ID, BOS_ID, BAR_ID = 0, 1, 4  # PerTok's: padding, the idea's start, a bar line
+PAD_ID, BOS_ID = 0, 1  # PerTok's; the model only needs to know which ids are padding
 # Unit-variance token embeddings (Linen's default is 1/sqrt(vocab)): the latent added before
 # every decoder layer has unit scale too, and would otherwise drown the tokens at the start.
 EMBED_INIT = nn.initializers.normal(stddev=1.0)
-
-
-def bar_index(ids_BxT: jax.Array, num_latents: int) -> jax.Array:
-    """int32 [B, T]: the latent each position reads: the bars begun up to and including it,
-    minus one (BOS and the prefix before the first Bar: 0), at most `num_latents` - 1.
-
-    A Bar token already reads its new bar's latent, since what it predicts is that bar's start.
-    """
-    started_BxT = jnp.cumsum(ids_BxT == BAR_ID, axis=1) - 1
-    return jnp.clip(started_BxT, 0, num_latents - 1).astype(jnp.int32)
-
-
-def latent_mask(ids_BxT: jax.Array, num_latents: int) -> jax.Array:
-    """bool [B, K]: the latents an idea uses (its bars; with K = 1, every idea's one latent)."""
-    if num_latents == 1:
-        return jnp.ones((ids_BxT.shape[0], 1), bool)
-    member_BxTxK = bar_index(ids_BxT, num_latents)[..., None] == jnp.arange(num_latents)
-    return (member_BxTxK & (ids_BxT != PAD_ID)[..., None]).any(axis=1)
 
 
 def _block(module: Any, causal: bool, name: str) -> TransformerBlock:
@@ -56,11 +41,13 @@ def _block(module: Any, causal: bool, name: str) -> TransformerBlock:
 
 
 class IdeaEncoder(nn.Module):
-    """Token ids [B, T] (BOS first) -> (hidden [B, T, D], mu [B, K, Z], logvar [B, K, Z]).
+    """(token ids [B, T] (BOS first), latent index [B, T]) -> (hidden [B, T, D], mu [B, K, Z],
+    logvar [B, K, Z]).
 
     Every position sees every real token (no causal mask). With one latent (K = 1) the BOS
     position, which sees the whole idea, is pooled into the posterior's mean and log-variance;
-    with one per bar, the mean of each bar's positions is (a bar the idea lacks pools to 0).
+    with more, the mean of the positions of each latent (`composer.segments`; one no token
+    reads pools to 0).
     """
 
     vocab_size: int
@@ -73,10 +60,10 @@ class IdeaEncoder(nn.Module):
     rotary_fraction: float = 0.5
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
-    num_latents: int = 1  # K: 1 for the whole idea, or its most bars
+    num_latents: int = 1  # K: 1 for the whole idea, or one per bar or part of a bar
 
     @nn.compact
-    def __call__(self, ids_BxT: jax.Array, *, deterministic: bool = True):
+    def __call__(self, ids_BxT: jax.Array, latents_BxT: jax.Array, *, deterministic: bool = True):
         x_BxTxD = nn.Embed(self.vocab_size, self.d_model, embedding_init=EMBED_INIT, dtype=self.dtype,
                            param_dtype=self.param_dtype, name="embed")(ids_BxT)
         real_BxT = ids_BxT != PAD_ID
@@ -84,17 +71,17 @@ class IdeaEncoder(nn.Module):
             x_BxTxD = _block(self, False, f"layer_{index}")(
                 x_BxTxD, kv_mask_BxT=real_BxT, deterministic=deterministic)
         x_BxTxD = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x_BxTxD)
-        pooled_BxKxD = self._pool(x_BxTxD.astype(jnp.float32), ids_BxT)
+        pooled_BxKxD = self._pool(x_BxTxD.astype(jnp.float32), latents_BxT, real_BxT)
         stats_BxKx2Z = nn.Dense(2 * self.latent_dim, dtype=jnp.float32, param_dtype=self.param_dtype,
                                 name="posterior")(pooled_BxKxD)
         mu_BxKxZ, logvar_BxKxZ = jnp.split(stats_BxKx2Z, 2, axis=-1)
         return x_BxTxD, mu_BxKxZ, logvar_BxKxZ
 
-    def _pool(self, x_BxTxD: jax.Array, ids_BxT: jax.Array) -> jax.Array:
+    def _pool(self, x_BxTxD: jax.Array, latents_BxT: jax.Array, real_BxT: jax.Array) -> jax.Array:
         if self.num_latents == 1:
             return x_BxTxD[:, :1]
-        member_BxTxK = ((bar_index(ids_BxT, self.num_latents)[..., None] == jnp.arange(self.num_latents))
-                        & (ids_BxT != PAD_ID)[..., None]).astype(jnp.float32)
+        member_BxTxK = ((latents_BxT[..., None] == jnp.arange(self.num_latents))
+                        & real_BxT[..., None]).astype(jnp.float32)
         sums_BxKxD = jnp.einsum("btk,btd->bkd", member_BxTxK, x_BxTxD)
         return sums_BxKxD / jnp.maximum(member_BxTxK.sum(axis=1), 1.0)[..., None]
 
@@ -107,9 +94,9 @@ class IdeaDecoder(nn.Module):
 
     In-attention conditioning (MuseMorphose): one shared projection of z is added to the
     hidden state before every layer, the first included, so no layer can ignore the latent.
-    Each position adds the projection of latent `bars_BxT` (`bar_index` of the ids when not
-    given; with K > 1 cached calls must give it). With `caches` (one KVCache per layer) the
-    ids are the next tokens after the cached ones and the call returns (logits, caches).
+    Each position adds the projection of its latent, `latents_BxT` (`composer.segments`).
+    With `caches` (one KVCache per layer) the ids are the next tokens after the cached ones
+    and the call returns (logits, caches).
     """
 
     vocab_size: int
@@ -124,20 +111,14 @@ class IdeaDecoder(nn.Module):
     condition_ids: int = 0  # embedded ids past the vocabulary (bar counts of the prefix)
 
     @nn.compact
-    def __call__(self, ids_BxT: jax.Array, z_BxKxZ: jax.Array, bars_BxT: jax.Array | None = None, *,
+    def __call__(self, ids_BxT: jax.Array, z_BxKxZ: jax.Array, latents_BxT: jax.Array, *,
                  deterministic: bool = True, caches: list[KVCache] | None = None):
-        num_latents = z_BxKxZ.shape[1]
-        if bars_BxT is None and caches is not None and num_latents > 1:
-            raise ValueError("cached decoding with one latent per bar needs bars_BxT (the bar "
-                             "index of each new token)")
-        if bars_BxT is None:
-            bars_BxT = bar_index(ids_BxT, num_latents)
         x_BxTxD = nn.Embed(self.vocab_size + self.condition_ids, self.d_model,
                            embedding_init=EMBED_INIT, dtype=self.dtype,
                            param_dtype=self.param_dtype, name="embed")(ids_BxT)
         latent_BxKxD = nn.Dense(self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
                                 name="latent_projection")(z_BxKxZ)
-        latent_BxTxD = jnp.take_along_axis(latent_BxKxD, bars_BxT[..., None], axis=1)
+        latent_BxTxD = jnp.take_along_axis(latent_BxKxD, latents_BxT[..., None], axis=1)
         new_caches = []
         for index in range(self.num_layers):
             x_BxTxD = x_BxTxD + latent_BxTxD.astype(x_BxTxD.dtype)
@@ -166,19 +147,20 @@ class ComposerModel:
     decoder: IdeaDecoder
     max_programs: int
     max_bars: int
+    segments: Segments
 
     @classmethod
-    def from_config(cls, model, vocab_size: int, max_bars: int) -> ComposerModel:
-        """Args: model: the config block (`bar_latents` absent, as in runs saved before it
+    def from_config(cls, model, tokenizer, max_bars: int) -> ComposerModel:
+        """Args: model: the config block (`latents_per_bar` absent, as in runs saved before it
         existed, = one latent per idea); max_bars: the longest idea (the bar counts embedded)."""
-        shared = dict(vocab_size=vocab_size, d_model=model.d_model, num_heads=model.num_heads,
+        shared = dict(vocab_size=tokenizer.vocab_size, d_model=model.d_model, num_heads=model.num_heads,
                       mlp_dim=model.mlp_dim, dropout=model.dropout,
                       rotary_fraction=model.rotary_fraction, dtype=jnp.dtype(model.dtype))
-        num_latents = max_bars if model.get("bar_latents", False) else 1
+        segments = Segments.for_tokenizer(tokenizer, max_bars, model.get("latents_per_bar", 0))
         return cls(IdeaEncoder(num_layers=model.encoder_layers, latent_dim=model.latent_dim,
-                               num_latents=num_latents, **shared),
+                               num_latents=segments.num_latents, **shared),
                    IdeaDecoder(num_layers=model.decoder_layers, condition_ids=max_bars, **shared),
-                   model.max_programs, max_bars)
+                   model.max_programs, max_bars, segments)
 
     @property
     def latent_dim(self) -> int:
@@ -186,12 +168,16 @@ class ComposerModel:
 
     @property
     def latent_shape(self) -> tuple[int, int]:
-        """(K, Z) of one idea's latent: K = 1, or one latent per bar."""
+        """(K, Z) of one idea's latent: K = 1, or one per bar or part of a bar."""
         return self.encoder.num_latents, self.encoder.latent_dim
 
+    def latent_index(self, ids_BxT: jax.Array) -> jax.Array:
+        """int32 [B, T]: the latent each token of ideas [BOS, tokens..., PAD...] reads."""
+        return self.segments.index(ids_BxT, xp=jnp)
+
     def latent_mask(self, ids_BxT: jax.Array) -> jax.Array:
-        """bool [B, K]: the latents each idea [BOS, tokens..., PAD...] uses (its bars)."""
-        return latent_mask(ids_BxT, self.encoder.num_latents)
+        """bool [B, K]: the latents some token of each idea [BOS, tokens..., PAD...] reads."""
+        return used_latents(self.latent_index(ids_BxT), ids_BxT != PAD_ID, self.encoder.num_latents, jnp)
 
     @property
     def prefix_length(self) -> int:
@@ -212,36 +198,43 @@ class ComposerModel:
         batch = ids_BxT.shape[0]
         z_BxKxZ = jnp.zeros((batch, *self.latent_shape), jnp.float32)
         decoder_ids = jnp.concatenate([self.open_prefix(batch), ids_BxT], axis=1)
-        return {"encoder": self.encoder.init(encoder_rng, ids_BxT)["params"],
-                "decoder": self.decoder.init(decoder_rng, decoder_ids, z_BxKxZ)["params"]}
+        return {"encoder": self.encoder.init(encoder_rng, ids_BxT, self.latent_index(ids_BxT))["params"],
+                "decoder": self.decoder.init(decoder_rng, decoder_ids, z_BxKxZ,
+                                             jnp.zeros(decoder_ids.shape, jnp.int32))["params"]}
 
     def encode(self, params: dict, ids_BxT: jax.Array, *, deterministic: bool = True,
                rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """Posterior (mu, logvar) [B, K, Z] of ideas given as [BOS, tokens..., PAD...]."""
         rngs = {"dropout": rng} if rng is not None else {}
-        _, mu_BxKxZ, logvar_BxKxZ = self.encoder.apply({"params": params["encoder"]}, ids_BxT,
-                                                       deterministic=deterministic, rngs=rngs)
+        _, mu_BxKxZ, logvar_BxKxZ = self.encoder.apply(
+            {"params": params["encoder"]}, ids_BxT, self.latent_index(ids_BxT),
+            deterministic=deterministic, rngs=rngs)
         return mu_BxKxZ, logvar_BxKxZ
 
     def decode(self, params: dict, ids_BxT: jax.Array, z_BxKxZ: jax.Array,
-               prefix_BxP: jax.Array | None = None, *, bars_BxT: jax.Array | None = None,
+               prefix_BxP: jax.Array | None = None, *, latents_BxT: jax.Array | None = None,
                deterministic: bool = True, rng: jax.Array | None = None,
                caches: list[KVCache] | None = None):
         """Next-token logits [B, T, V] of `ids` (and the caches when given).
 
         Without caches the ids start at BOS and `prefix_BxP` is required (None = every field
         open). With caches the ids continue what the caches hold (see `prefill`); a prefix
-        given then is decoded first and its logits left out. `bars_BxT`: each id's latent
-        (`bar_index`), which cached calls with one latent per bar must give.
+        given then is decoded first and its logits left out. `latents_BxT`: each id's latent
+        (`latent_index` of ids from BOS on), which cached calls with K > 1 must give.
         """
         rngs = {"dropout": rng} if rng is not None else {}
+        if latents_BxT is None:
+            if caches is not None and self.latent_shape[0] > 1:
+                raise ValueError("cached decoding with several latents per idea needs latents_BxT "
+                                 "(each new token's latent: Segments.current)")
+            latents_BxT = (self.latent_index(ids_BxT) if caches is None
+                           else jnp.zeros(ids_BxT.shape, jnp.int32))
         if prefix_BxP is None and caches is None:
             prefix_BxP = self.open_prefix(ids_BxT.shape[0])
-        if prefix_BxP is not None:
+        if prefix_BxP is not None:  # the prefix reads the first latent
             ids_BxT = jnp.concatenate([jnp.asarray(prefix_BxP, jnp.int32), ids_BxT], axis=1)
-            if bars_BxT is not None:  # the prefix reads the first latent
-                bars_BxT = jnp.concatenate([jnp.zeros(prefix_BxP.shape, jnp.int32), bars_BxT], axis=1)
-        out = self.decoder.apply({"params": params["decoder"]}, ids_BxT, z_BxKxZ, bars_BxT,
+            latents_BxT = jnp.concatenate([jnp.zeros(prefix_BxP.shape, jnp.int32), latents_BxT], axis=1)
+        out = self.decoder.apply({"params": params["decoder"]}, ids_BxT, z_BxKxZ, latents_BxT,
                                  deterministic=deterministic, caches=caches, rngs=rngs)
         skip = 0 if prefix_BxP is None else prefix_BxP.shape[1]
         if caches is None:
@@ -258,7 +251,7 @@ class ComposerModel:
                 max_length: int) -> list[KVCache]:
         """Caches that hold the prefix (its keys depend on the first latent through
         in-attention), with room for `max_length` more tokens: feed BOS next, then each
-        sampled token (with its `bar_index`)."""
+        sampled token (with its latent, `Segments.current`)."""
         caches = self.empty_caches(prefix_BxP.shape[0], max_length)
         _, caches = self.decoder.apply({"params": params["decoder"]}, jnp.asarray(prefix_BxP, jnp.int32),
                                        z_BxKxZ, jnp.zeros(prefix_BxP.shape, jnp.int32), caches=caches)

@@ -115,12 +115,10 @@ class IdeaGenerator:
         bar_ok = (bars_Bx1 == 0) | (types_1xV != TokenType.BAR) | (rules.bars[:, None] < bars_Bx1)
         return signature_ok & program_ok & bar_ok
 
-    def _next_token(self, params, token_B, z_BxKxZ, prefix_BxP, caches, rules, remaining, rng,
-                    temperature, top_p):
-        # The grammar has counted token_B already: its bar is the Bars so far, less one.
-        bars_B = jnp.clip(rules.bars - 1, 0, z_BxKxZ.shape[1] - 1).astype(jnp.int32)
+    def _next_token(self, params, token_B, latent_B, z_BxKxZ, prefix_BxP, caches, rules, remaining,
+                    rng, temperature, top_p):
         logits_Bx1xV, caches = self.model.decode(params, token_B[:, None], z_BxKxZ,
-                                                 bars_BxT=bars_B[:, None], caches=caches)
+                                                 latents_BxT=latent_B[:, None], caches=caches)
         allowed_BxV = self.grammar.allowed(rules, remaining, xp=jnp)
         constrained_BxV = allowed_BxV & self._prefix_mask(prefix_BxP, rules)
         # The prefix's limits only narrow the grammar; should they leave nothing, the grammar rules.
@@ -135,24 +133,29 @@ class IdeaGenerator:
         batch = z_BxKxZ.shape[0]
         out_BxN = jnp.full((batch, self.max_tokens), PAD_ID, jnp.int32)
         caches = self.model.prefill(params, prefix_BxP, z_BxKxZ, self.max_tokens)
+        segments = self.model.segments  # which latent each fed token reads (BOS: the first)
         state = (jnp.int32(0), jnp.full((batch,), BOS_ID, jnp.int32), caches,
-                 self.grammar.start(batch, xp=jnp), rng, out_BxN, jnp.zeros((batch,), bool))
+                 self.grammar.start(batch, xp=jnp), segments.start(batch, xp=jnp), rng, out_BxN,
+                 jnp.zeros((batch,), bool))
 
         def running(state):
             position, *_, done_B = state
             return (position < self.max_tokens) & ~done_B.all()
 
         def step(state):
-            position, token_B, caches, rules, rng, out_BxN, done_B = state
+            position, token_B, caches, rules, segment_state, rng, out_BxN, done_B = state
             rng, draw = jax.random.split(rng)
-            token_B, caches = self._next_token(params, token_B, z_BxKxZ, prefix_BxP, caches, rules,
-                                               self.max_tokens - position, draw, temperature, top_p)
+            token_B, caches = self._next_token(params, token_B, segments.current(segment_state, xp=jnp), z_BxKxZ,
+                                               prefix_BxP, caches, rules, self.max_tokens - position,
+                                               draw, temperature, top_p)
             token_B = jnp.where(done_B, PAD_ID, token_B)
             rules = self.grammar.advance(rules, token_B, xp=jnp)
+            segment_state = segments.advance(segment_state, token_B, xp=jnp)
             out_BxN = jax.lax.dynamic_update_slice(out_BxN, token_B[:, None], (0, position))
-            return position + 1, token_B, caches, rules, rng, out_BxN, done_B | (token_B == EOS_ID)
+            return (position + 1, token_B, caches, rules, segment_state, rng, out_BxN,
+                    done_B | (token_B == EOS_ID))
 
-        return jax.lax.while_loop(running, step, state)[5]
+        return jax.lax.while_loop(running, step, state)[6]
 
 
 def finish_idea(ids: np.ndarray, tokenizer, num_bars: int) -> tuple[np.ndarray, float]:

@@ -107,7 +107,7 @@ class ComposerTask:
         self.config, self.kl, self.idea, self.tokenizer = model, kl, idea, tokenizer
         self.num_bars, self.train_steps = idea.num_bars, train_steps
         self.context_length = model.context_length
-        self.model = ComposerModel.from_config(model, tokenizer.vocab_size, idea.num_bars)
+        self.model = ComposerModel.from_config(model, tokenizer, idea.num_bars)
         self.cycle_steps = vae.cycle_steps_for(train_steps, kl.warmup_steps, kl.cycles)
 
     def example_batch(self, batch_size: int = 1) -> dict[str, np.ndarray]:
@@ -147,7 +147,7 @@ class ComposerTask:
         tokens_B = weights_BxT.sum(axis=1)
         count = jnp.maximum(tokens_B.sum(), 1.0)
         reconstruction = (losses_BxT * weights_BxT).sum() / count
-        used_BxK = self.model.latent_mask(batch["encoder_ids"])  # each idea's bars (or its one latent)
+        used_BxK = self.model.latent_mask(batch["encoder_ids"])  # the latents each idea reads
         kl_BxKxZ = vae.kl_per_dimension(mu_BxKxZ, logvar_BxKxZ)
         kl_term = vae.per_token_kl(kl_BxKxZ, self.kl.free_bits, tokens_B, used_BxK)
         beta = self.beta(step)
@@ -193,6 +193,9 @@ class ComposerTask:
             errors.append("model.latent_dim, model.encoder_layers and model.decoder_layers must be >= 1")
         if c.context_length < 16:
             errors.append(f"model.context_length={c.context_length} must be at least 16 (a bar or two)")
+        if c.get("latents_per_bar", 0) < 0:
+            errors.append(f"model.latents_per_bar={c.latents_per_bar} must be >= 0 (0 = one latent "
+                          "per idea, S = one per S-th of each bar)")
         if c.max_programs < 1:
             errors.append(f"model.max_programs={c.max_programs} must be at least 1")
         if self.num_bars < 1:

@@ -23,7 +23,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.num_heads = size(4, 4, 8)  # attention heads; must divide d_model
     c.model.mlp_dim = size(128, 256, 2048)  # hidden width of each block's MLP
     c.model.latent_dim = size(16, 64, 128)  # dimensions of each latent
-    c.model.bar_latents = True  # one latent per bar of the idea (MuseMorphose); False: one per idea
+    c.model.latents_per_bar = 4  # one latent per quarter of each bar; 1 = per bar; 0 = per idea
     c.model.max_programs = 6  # Programs the decoder's prefix names (more in one idea: first ones)
     c.model.dropout = size(0.0, 0.0, 0.1)  # on attention outputs and residual branches
     c.model.rotary_fraction = 0.5  # share of each head's channels rotated by position

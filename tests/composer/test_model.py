@@ -1,6 +1,6 @@
 """The Composer's encoder and decoder at a tiny size: shapes, finiteness, bidirectional encoder,
 causal decoder that depends on z through in-attention and reads its conditioning prefix,
-one latent per bar (each position reads its bar's), cached decoding (with and without a
+one latent per part of a bar (each position reads its own), cached decoding (with and without a
 prefilled prefix) equal to the full pass, and runs saved with one latent per idea."""
 import types
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from composer import Conditions
-from composer.model import ComposerModel, bar_index, latent_mask
+from composer.model import ComposerModel
 from tests.composer.conftest import LATENT
 
 PREFIX = 8  # TimeSig, 6 Programs, bar count
@@ -27,7 +27,7 @@ def setup(tiny_composer):
     jitted = types.SimpleNamespace(  # each function compiles once for the whole module
         encode=jax.jit(model.encode), decode=jax.jit(model.decode), encoder=model.encoder,
         empty_caches=model.empty_caches, prefix_ids=model.prefix_ids, prefill=model.prefill,
-        latent_shape=model.latent_shape)
+        latent_shape=model.latent_shape, latent_index=model.latent_index)
     return jitted, params, ids
 
 
@@ -42,8 +42,8 @@ def _latents(model, value_or_rng) -> jax.Array:
 def test_shapes_and_finiteness(setup):
     model, params, ids = setup
     mu, logvar = model.encode(params, ids)
-    assert model.latent_shape == (2, LATENT)  # the tiny config: one latent per bar of 2-bar ideas
-    assert mu.shape == logvar.shape == (2, 2, LATENT) and mu.dtype == jnp.float32
+    assert model.latent_shape == (8, LATENT)  # the tiny config: 2-bar ideas, 4 latents per bar
+    assert mu.shape == logvar.shape == (2, 8, LATENT) and mu.dtype == jnp.float32
     logits = model.decode(params, ids, mu)
     assert logits.shape == (2, T, 603) and logits.dtype == jnp.float32
     assert np.isfinite(np.asarray(logits)).all() and np.isfinite(np.asarray(logvar)).all()
@@ -51,7 +51,7 @@ def test_shapes_and_finiteness(setup):
 
 def test_encoder_is_bidirectional_and_ignores_padding(setup):
     model, params, ids = setup
-    hidden = jax.jit(lambda x: model.encoder.apply({"params": params["encoder"]}, x))
+    hidden = jax.jit(lambda x: model.encoder.apply({"params": params["encoder"]}, x, model.latent_index(x)))
     base_hidden, base_mu, _ = hidden(ids)
     changed_hidden, changed_mu, _ = hidden(ids.at[0, T - 1].set(5 if ids[0, T - 1] != 5 else 6))
     assert np.abs(changed_hidden[0, 1] - base_hidden[0, 1]).max() > 1e-4  # an earlier position
@@ -104,54 +104,59 @@ def test_prefilled_cached_decoding_equals_the_full_pass_with_the_prefix(setup):
                                    model.prefix_ids(Conditions(0, (), 0))]))
     full = model.decode(params, ids, z, prefix)
     caches = jax.jit(model.prefill, static_argnums=3)(params, prefix, z, T)
-    step = jax.jit(lambda token, bars, caches: model.decode(params, token, z, bars_BxT=bars, caches=caches))
-    bars = bar_index(ids, model.latent_shape[0])
-    assert int(bars.max()) == 1  # both latents are read
+    step = jax.jit(lambda token, latents, caches: model.decode(params, token, z, latents_BxT=latents,
+                                                               caches=caches))
+    latents = model.latent_index(ids)
+    assert int(latents.max()) >= 4  # latents of both bars are read
     steps = []
     for t in range(T):
-        logits, caches = step(ids[:, t:t + 1], bars[:, t:t + 1], caches)
+        logits, caches = step(ids[:, t:t + 1], latents[:, t:t + 1], caches)
         steps.append(logits[:, 0])
     np.testing.assert_allclose(jnp.stack(steps, 1)[0], full[0], atol=1e-4)
     np.testing.assert_allclose(jnp.stack(steps, 1)[1, :9], full[1, :9], atol=1e-4)
-    with pytest.raises(ValueError, match="bars_BxT"):  # which bar a new token is in is not guessed
+    with pytest.raises(ValueError, match="latents_BxT"):  # which latent a new token reads is not guessed
         model.decode(params, ids[:, :1], z, caches=caches)
 
 
-def test_bar_index_and_latent_mask_follow_the_bar_lines():
-    ids = jnp.array([[1, 4, 7, 8, 4, 9, 0, 0],  # two bars
-                     [1, 4, 7, 8, 9, 0, 0, 0]])  # one bar
-    np.testing.assert_array_equal(bar_index(ids, 2), [[0, 0, 0, 0, 1, 1, 1, 1], [0] * 8])
-    np.testing.assert_array_equal(latent_mask(ids, 2), [[True, True], [True, False]])
-    np.testing.assert_array_equal(bar_index(ids, 1), np.zeros((2, 8)))  # one latent per idea
-    np.testing.assert_array_equal(latent_mask(ids, 1), [[True], [True]])
+def _idea_ids(task, names: list[str]) -> jax.Array:
+    """[2, T] ids of BOS + the named tokens, the same idea twice."""
+    ids = [1] + [task.tokenizer.vocab.ids[name] for name in names]
+    return jnp.array([ids, ids], jnp.int32)
 
 
-def test_each_bar_reads_its_own_latent(setup):
+def test_each_part_of_a_bar_reads_its_own_latent(setup, tiny_composer):
     model, params, _ = setup
-    ids = jnp.array([[1, 4, 7, 8, 9, 4, 10, 11, 12, 13]] * 2)  # the second bar starts at position 5
+    task = tiny_composer[0]
+    ids = _idea_ids(task, ["Bar", "TimeSig_4/4", "Program_0", "Pitch_60", "Duration_240",
+                           "TimeShift_960", "Pitch_62", "Duration_240",  # the second quarter
+                           "Bar", "Pitch_64", "Duration_240"])  # the second bar's first quarter
+    np.testing.assert_array_equal(task.model.latent_index(ids)[0], [0] * 6 + [1] * 3 + [4] * 3)
+    np.testing.assert_array_equal(task.model.latent_mask(ids)[0], [1, 1, 0, 0, 1, 0, 0, 0])
     z = _latents(model, jax.random.key(4))
     base = model.decode(params, ids, z)
     second_changed = model.decode(params, ids, z.at[:, 1].add(1.0))
-    np.testing.assert_allclose(second_changed[:, :5], base[:, :5], atol=1e-6)  # the first bar
-    assert np.abs(second_changed[:, 5:] - base[:, 5:]).min() > 1e-5  # from the second Bar on
-    # The encoder pools each bar's positions into that bar's latent: the second bar's mu
-    # moves most when the second bar changes (the first moves a little, through attention).
+    np.testing.assert_allclose(second_changed[:, :6], base[:, :6], atol=1e-6)  # the first quarter
+    assert np.abs(second_changed[:, 6:] - base[:, 6:]).max(-1).min() > 1e-4  # from the TimeShift into it on
+    unread_changed = model.decode(params, ids, z.at[:, 2].add(1.0))  # no token reads latent 2
+    np.testing.assert_allclose(unread_changed, base, atol=1e-6)
+    # The encoder pools each part's positions into its latent: the second quarter's mu moves
+    # most when a note of it changes (the others a little, through attention).
     mu, _ = model.encode(params, ids)
-    changed_mu, _ = model.encode(params, ids.at[:, 7].set(20))
-    assert np.abs(changed_mu[:, 1] - mu[:, 1]).max() > np.abs(changed_mu[:, 0] - mu[:, 0]).max()
+    moved = np.abs(model.encode(params, ids.at[:, 7].set(ids[0, 10]))[0] - mu).max(axis=(0, 2))
+    assert moved[1] > moved[0] and moved[1] > moved[4]
 
 
-def test_runs_saved_before_bar_latents_have_one_latent_per_idea(tiny_composer):
+def test_runs_saved_before_latents_per_bar_have_one_latent_per_idea(tiny_composer):
     task, _, batch = tiny_composer
     saved = task.config.copy_and_resolve_references()
     with saved.unlocked():
-        del saved["bar_latents"]  # a config.json written before the key existed
-    model = ComposerModel.from_config(saved, task.tokenizer.vocab_size, task.num_bars)
+        del saved["latents_per_bar"]  # a config.json written before the key existed
+    model = ComposerModel.from_config(saved, task.tokenizer, task.num_bars)
     assert model.latent_shape == (1, LATENT)
     params = jax.jit(model.init)(jax.random.key(0), batch["encoder_ids"])
     mu, _ = jax.jit(model.encode)(params, batch["encoder_ids"])
     assert mu.shape == (4, 1, LATENT)
-    # The same parameter shapes as one latent per bar: the posterior pools BOS, not the bars.
+    # The same parameter shapes as several latents: the posterior pools BOS, not the parts.
     bars_model = task.model
     bars_params = jax.jit(bars_model.init)(jax.random.key(0), batch["encoder_ids"])
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, bars_params)
