@@ -41,13 +41,13 @@ def _block(module: Any, causal: bool, name: str) -> TransformerBlock:
 
 
 class IdeaEncoder(nn.Module):
-    """(token ids [B, T] (BOS first), latent index [B, T]) -> (hidden [B, T, D], mu [B, K, Z],
-    logvar [B, K, Z]).
+    """(token ids [B, T] (BOS first), latent of each position [B, T]) -> (hidden [B, T, D],
+    mu [B, K, Z], logvar [B, K, Z]).
 
     Every position sees every real token (no causal mask). With one latent (K = 1) the BOS
     position, which sees the whole idea, is pooled into the posterior's mean and log-variance;
-    with more, the mean of the positions of each latent (`composer.segments`; one no token
-    reads pools to 0).
+    with more, the mean of the positions given to each latent (`ComposerModel.pooling_index`;
+    a latent given none pools to 0).
     """
 
     vocab_size: int
@@ -175,6 +175,14 @@ class ComposerModel:
         """int32 [B, T]: the latent each token of ideas [BOS, tokens..., PAD...] reads."""
         return self.segments.index(ids_BxT, xp=jnp)
 
+    def pooling_index(self, ids_BxT: jax.Array) -> jax.Array:
+        """int32 [B, T]: the latent the encoder pools each token into: the one the decoder
+        predicts it from (that of the token before it; BOS: the first). A time-shift into a
+        later part is predicted while the decoder still reads the earlier part's latent, so
+        that latent must hold it."""
+        index_BxT = self.latent_index(ids_BxT)
+        return jnp.concatenate([jnp.zeros_like(index_BxT[:, :1]), index_BxT[:, :-1]], axis=1)
+
     def latent_mask(self, ids_BxT: jax.Array) -> jax.Array:
         """bool [B, K]: the latents some token of each idea [BOS, tokens..., PAD...] reads."""
         return used_latents(self.latent_index(ids_BxT), ids_BxT != PAD_ID, self.encoder.num_latents, jnp)
@@ -198,7 +206,7 @@ class ComposerModel:
         batch = ids_BxT.shape[0]
         z_BxKxZ = jnp.zeros((batch, *self.latent_shape), jnp.float32)
         decoder_ids = jnp.concatenate([self.open_prefix(batch), ids_BxT], axis=1)
-        return {"encoder": self.encoder.init(encoder_rng, ids_BxT, self.latent_index(ids_BxT))["params"],
+        return {"encoder": self.encoder.init(encoder_rng, ids_BxT, self.pooling_index(ids_BxT))["params"],
                 "decoder": self.decoder.init(decoder_rng, decoder_ids, z_BxKxZ,
                                              jnp.zeros(decoder_ids.shape, jnp.int32))["params"]}
 
@@ -207,7 +215,7 @@ class ComposerModel:
         """Posterior (mu, logvar) [B, K, Z] of ideas given as [BOS, tokens..., PAD...]."""
         rngs = {"dropout": rng} if rng is not None else {}
         _, mu_BxKxZ, logvar_BxKxZ = self.encoder.apply(
-            {"params": params["encoder"]}, ids_BxT, self.latent_index(ids_BxT),
+            {"params": params["encoder"]}, ids_BxT, self.pooling_index(ids_BxT),
             deterministic=deterministic, rngs=rngs)
         return mu_BxKxZ, logvar_BxKxZ
 

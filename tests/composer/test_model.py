@@ -27,7 +27,8 @@ def setup(tiny_composer):
     jitted = types.SimpleNamespace(  # each function compiles once for the whole module
         encode=jax.jit(model.encode), decode=jax.jit(model.decode), encoder=model.encoder,
         empty_caches=model.empty_caches, prefix_ids=model.prefix_ids, prefill=model.prefill,
-        latent_shape=model.latent_shape, latent_index=model.latent_index)
+        latent_shape=model.latent_shape, latent_index=model.latent_index,
+        pooling_index=model.pooling_index)
     return jitted, params, ids
 
 
@@ -51,7 +52,7 @@ def test_shapes_and_finiteness(setup):
 
 def test_encoder_is_bidirectional_and_ignores_padding(setup):
     model, params, ids = setup
-    hidden = jax.jit(lambda x: model.encoder.apply({"params": params["encoder"]}, x, model.latent_index(x)))
+    hidden = jax.jit(lambda x: model.encoder.apply({"params": params["encoder"]}, x, model.pooling_index(x)))
     base_hidden, base_mu, _ = hidden(ids)
     changed_hidden, changed_mu, _ = hidden(ids.at[0, T - 1].set(5 if ids[0, T - 1] != 5 else 6))
     assert np.abs(changed_hidden[0, 1] - base_hidden[0, 1]).max() > 1e-4  # an earlier position
@@ -132,6 +133,9 @@ def test_each_part_of_a_bar_reads_its_own_latent(setup, tiny_composer):
                            "Bar", "Pitch_64", "Duration_240"])  # the second bar's first quarter
     np.testing.assert_array_equal(task.model.latent_index(ids)[0], [0] * 6 + [1] * 3 + [4] * 3)
     np.testing.assert_array_equal(task.model.latent_mask(ids)[0], [1, 1, 0, 0, 1, 0, 0, 0])
+    # The encoder pools each token into the latent it is predicted from: the TimeShift into
+    # the second quarter into the first, the second Bar into the second quarter.
+    np.testing.assert_array_equal(task.model.pooling_index(ids)[0], [0] * 7 + [1] * 3 + [4] * 2)
     z = _latents(model, jax.random.key(4))
     base = model.decode(params, ids, z)
     second_changed = model.decode(params, ids, z.at[:, 1].add(1.0))
