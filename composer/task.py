@@ -19,8 +19,12 @@ EOS_ID = 2
 
 def idea_example(tokens: np.ndarray, context_length: int,
                  prefix: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Encoder input [BOS, idea, PAD...], decoder input [BOS, idea, PAD...], targets [idea, EOS, PAD...],
-    and with `prefix` the decoder's conditioning prefix (`ComposerModel.prefix_ids`).
+    """Encoder input [BOS, idea, EOS, PAD...], decoder input [BOS, idea, PAD...], targets
+    [idea, EOS, PAD...], and with `prefix` the decoder's conditioning prefix
+    (`ComposerModel.prefix_ids`).
+
+    The encoder sees where the idea ends (its EOS, pooled into the latent the decoder predicts
+    EOS from), unless the idea fills the context, which then says as much.
 
     Args:
       tokens: a standalone idea of at most `context_length - 1` composition tokens.
@@ -29,10 +33,13 @@ def idea_example(tokens: np.ndarray, context_length: int,
         raise ValueError(f"an idea of {len(tokens)} tokens does not fit context_length={context_length}")
     inputs = np.full(context_length, PAD_ID, np.int32)
     inputs[0], inputs[1:len(tokens) + 1] = BOS_ID, tokens
+    encoder_ids = inputs.copy()
+    if len(tokens) + 1 < context_length:
+        encoder_ids[len(tokens) + 1] = EOS_ID
     targets = np.full(context_length, PAD_ID, np.int32)
     targets[:len(tokens)], targets[len(tokens)] = tokens, EOS_ID
     weights = (np.arange(context_length) <= len(tokens)).astype(np.float32)
-    example = {"encoder_ids": inputs, "decoder_inputs": inputs.copy(), "targets": targets,
+    example = {"encoder_ids": encoder_ids, "decoder_inputs": inputs, "targets": targets,
                "weights": weights}
     if prefix is not None:
         example["decoder_prefix"] = np.asarray(prefix, np.int32)

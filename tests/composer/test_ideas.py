@@ -68,9 +68,14 @@ def test_sampler_examples_shift_targets_by_one(tokenizer, corpus):
     example = sampler.example(3, None)
     tokens = sampler.tokens(3)
     n = len(tokens)
-    np.testing.assert_array_equal(example["encoder_ids"][:n + 2], [1, *tokens, 0])
+    np.testing.assert_array_equal(example["decoder_inputs"][:n + 2], [1, *tokens, 0])
     np.testing.assert_array_equal(example["targets"][:n + 2], [*tokens, 2, 0])
     np.testing.assert_array_equal(example["weights"], np.arange(96) <= n)
+    # The encoder also sees where the idea ends, unless the idea fills the context.
+    np.testing.assert_array_equal(example["encoder_ids"][:n + 3], [1, *tokens, 2, 0])
+    full = idea_example(np.full(95, 7, np.int32), 96)
+    np.testing.assert_array_equal(full["encoder_ids"], full["decoder_inputs"])
+    assert full["targets"][-1] == 2
     with pytest.raises(ValueError, match="does not fit"):
         idea_example(np.ones(96, np.int32), 96)
 
