@@ -29,9 +29,11 @@ def test_sweeps_name_existing_keys(name):
     assert len(points) >= 4 and len({tuple(sorted(p.items())) for p in points}) == len(points)
 
 
-def test_composer_sweep_covers_the_kl_balance():
-    keys = {key for point in sweep.points(CONFIGS["composer"]) for key in point}
-    assert keys == {"kl.beta_max", "kl.free_bits", "kl.cycles"}
+def test_composer_sweep_covers_the_kl_balance_and_the_latent_layout():
+    points = sweep.points(CONFIGS["composer"])
+    keys = {key for point in points for key in point}
+    assert keys == {"kl.beta_max", "kl.free_bits", "kl.cycles", "model.latents_per_bar"}
+    assert sorted(p["model.latents_per_bar"] for p in points if "model.latents_per_bar" in p) == [0, 1, 2]
 
 
 def test_small_variants_fit_a_two_core_cpu_and_cadenza_small_points_at_them():

@@ -68,3 +68,13 @@ def test_kl_settings_that_break_the_elbo_are_refused(tiny_composer):
                 task.validate()
         finally:
             task.kl[key] = old
+
+
+def test_a_negative_latent_layout_is_refused(tiny_composer):
+    task, _, _ = tiny_composer
+    task.config.latents_per_bar = -1
+    try:
+        with pytest.raises(ValueError, match="model.latents_per_bar=-1"):
+            task.validate()
+    finally:
+        task.config.latents_per_bar = 4
