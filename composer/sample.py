@@ -38,7 +38,7 @@ def prior_latents(rng: jax.Array, num: int, latent_shape: int | tuple[int, ...])
 
 def variation_latents(rng: jax.Array, mu_Z: jax.Array, num: int, strength: float) -> jax.Array:
     """[num, *mu.shape] latents `strength` (0 to 1) of the way from one idea ([Z], or [K, Z]
-    with one latent per bar) to unrelated ones:
+    with several latents per idea) to unrelated ones:
     z = sqrt(1 - s^2) mu + s eps, eps ~ N(0, I). 0 is the encoded idea (its posterior mean), 1 a
     draw from the prior that knows nothing of it; the mix keeps the prior's scale in between.
     (Noise scaled by the posterior's own sigma barely moves a latent that carries the idea: its
@@ -145,9 +145,10 @@ class IdeaGenerator:
         def step(state):
             position, token_B, caches, rules, segment_state, rng, out_BxN, done_B = state
             rng, draw = jax.random.split(rng)
-            token_B, caches = self._next_token(params, token_B, segments.current(segment_state, xp=jnp), z_BxKxZ,
-                                               prefix_BxP, caches, rules, self.max_tokens - position,
-                                               draw, temperature, top_p)
+            latent_B = segments.current(segment_state, xp=jnp)
+            token_B, caches = self._next_token(params, token_B, latent_B, z_BxKxZ, prefix_BxP, caches,
+                                               rules, self.max_tokens - position, draw, temperature,
+                                               top_p)
             token_B = jnp.where(done_B, PAD_ID, token_B)
             rules = self.grammar.advance(rules, token_B, xp=jnp)
             segment_state = segments.advance(segment_state, token_B, xp=jnp)

@@ -166,7 +166,7 @@ class ComposerTask:
             "kl": kl_idea,
             "kl_per_token": kl_idea / jnp.maximum(tokens_B.mean(), 1.0),
             "kl_dim_max": kl_KxZ.max(),
-            "kl_dim_median": jnp.median(kl_KxZ[0]),  # the first bar's: every idea has it
+            "kl_dim_median": jnp.median(kl_KxZ[0]),  # the first latent's: every idea reads it
             "kl_dims_above_free_bits": vae.dimensions_above(kl_BxKxZ, self.kl.free_bits, used_BxK),
             "beta": beta,
         }

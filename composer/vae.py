@@ -26,7 +26,7 @@ def free_bits_kl(kl_BxZ: jax.Array, free_bits: float, used_BxK: jax.Array | None
 
     A dimension whose KL is below `free_bits` nats gets no gradient from the KL term, so the
     optimiser has no reason to push it all the way to the prior (posterior collapse). With
-    one latent per bar (kl [B, K, Z], `used_BxK`), a bar no idea of the batch has costs nothing.
+    several latents per idea (kl [B, K, Z], `used_BxK`), one no idea of the batch reads costs nothing.
     """
     floored = jnp.maximum(batch_mean_kl(kl_BxZ, used_BxK), free_bits)
     if used_BxK is not None:
@@ -94,7 +94,7 @@ def cyclical_beta(step: jax.Array | int, *, beta_max: float, warmup_steps: int, 
 
 def dimensions_above(kl_BxZ: jax.Array, free_bits: float, used_BxK: jax.Array | None = None) -> jax.Array:
     """Latent dimensions whose batch-mean KL exceeds the free-bits floor: the ones that pay
-    for carrying information (with one latent per bar, counted over every bar's dimensions).
+    for carrying information (with several latents per idea, counted over all their dimensions).
     (A Var(mu) > 0.01 "active units" count reads every dimension as active even when each
     holds only its free 0.25 nats, so it cannot show collapse.)"""
     return (batch_mean_kl(kl_BxZ, used_BxK) > free_bits).sum().astype(jnp.float32)
@@ -102,6 +102,6 @@ def dimensions_above(kl_BxZ: jax.Array, free_bits: float, used_BxK: jax.Array | 
 
 def interpolate(z_a_Z: jax.Array, z_b_Z: jax.Array, num_points: int) -> jax.Array:
     """`num_points` latents on the straight line from z_a to z_b, both ends included: [N, ...]
-    (z_a and z_b of one shape: [Z], or [K, Z] with one latent per bar)."""
+    (z_a and z_b of one shape: [Z], or [K, Z] with several latents per idea)."""
     weights = jnp.linspace(0.0, 1.0, num_points, dtype=jnp.float32).reshape((-1,) + (1,) * z_a_Z.ndim)
     return (1.0 - weights) * z_a_Z[None] + weights * z_b_Z[None]
