@@ -32,6 +32,18 @@ PAD_ID, BOS_ID = 0, 1  # PerTok's; the model only needs to know which ids are pa
 EMBED_INIT = nn.initializers.normal(stddev=1.0)
 
 
+def _add_positions(module: Any, x_BxTxD: jax.Array, positions_BxT: jax.Array | None) -> jax.Array:
+    """x plus the embedding of each token's onset position in its bar, when the module has them:
+    PerTok's time-shifts are relative, so without it a position must be summed from the history."""
+    if not module.num_positions:
+        return x_BxTxD
+    if positions_BxT is None:
+        raise ValueError("this model embeds onset positions: pass positions_BxT (Segments.positions)")
+    return x_BxTxD + nn.Embed(module.num_positions, module.d_model, embedding_init=EMBED_INIT,
+                              dtype=module.dtype, param_dtype=module.param_dtype,
+                              name="onset_embed")(positions_BxT)
+
+
 def _block(module: Any, causal: bool, name: str) -> TransformerBlock:
     return TransformerBlock(
         num_heads=module.num_heads, head_dim=module.d_model // module.num_heads,
@@ -61,11 +73,14 @@ class IdeaEncoder(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     num_latents: int = 1  # K: 1 for the whole idea, or one per bar or part of a bar
+    num_positions: int = 0  # onset positions in a bar, embedded and added (0 = none)
 
     @nn.compact
-    def __call__(self, ids_BxT: jax.Array, latents_BxT: jax.Array, *, deterministic: bool = True):
+    def __call__(self, ids_BxT: jax.Array, latents_BxT: jax.Array, positions_BxT: jax.Array | None = None,
+                 *, deterministic: bool = True):
         x_BxTxD = nn.Embed(self.vocab_size, self.d_model, embedding_init=EMBED_INIT, dtype=self.dtype,
                            param_dtype=self.param_dtype, name="embed")(ids_BxT)
+        x_BxTxD = _add_positions(self, x_BxTxD, positions_BxT)
         real_BxT = ids_BxT != PAD_ID
         for index in range(self.num_layers):
             x_BxTxD = _block(self, False, f"layer_{index}")(
@@ -109,13 +124,16 @@ class IdeaDecoder(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     condition_ids: int = 0  # embedded ids past the vocabulary (bar counts of the prefix)
+    num_positions: int = 0  # onset positions in a bar, embedded and added (0 = none)
 
     @nn.compact
-    def __call__(self, ids_BxT: jax.Array, z_BxKxZ: jax.Array, latents_BxT: jax.Array, *,
-                 deterministic: bool = True, caches: list[KVCache] | None = None):
+    def __call__(self, ids_BxT: jax.Array, z_BxKxZ: jax.Array, latents_BxT: jax.Array,
+                 positions_BxT: jax.Array | None = None, *, deterministic: bool = True,
+                 caches: list[KVCache] | None = None):
         x_BxTxD = nn.Embed(self.vocab_size + self.condition_ids, self.d_model,
                            embedding_init=EMBED_INIT, dtype=self.dtype,
                            param_dtype=self.param_dtype, name="embed")(ids_BxT)
+        x_BxTxD = _add_positions(self, x_BxTxD, positions_BxT)
         latent_BxKxD = nn.Dense(self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
                                 name="latent_projection")(z_BxKxZ)
         latent_BxTxD = jnp.take_along_axis(latent_BxKxD, latents_BxT[..., None], axis=1)
@@ -157,10 +175,19 @@ class ComposerModel:
                       mlp_dim=model.mlp_dim, dropout=model.dropout,
                       rotary_fraction=model.rotary_fraction, dtype=jnp.dtype(model.dtype))
         segments = Segments.for_tokenizer(tokenizer, max_bars, model.get("latents_per_bar", 0))
+        shared["num_positions"] = segments.num_positions if model.get("onset_embedding", False) else 0
         return cls(IdeaEncoder(num_layers=model.encoder_layers, latent_dim=model.latent_dim,
                                num_latents=segments.num_latents, **shared),
                    IdeaDecoder(num_layers=model.decoder_layers, condition_ids=max_bars, **shared),
                    model.max_programs, max_bars, segments)
+
+    @property
+    def embeds_positions(self) -> bool:
+        return self.decoder.num_positions > 0
+
+    def onset_positions(self, ids_BxT: jax.Array) -> jax.Array | None:
+        """int32 [B, T] onset positions of ideas from BOS on, or None for a model without them."""
+        return self.segments.positions(ids_BxT, xp=jnp) if self.embeds_positions else None
 
     @property
     def latent_dim(self) -> int:
@@ -206,9 +233,10 @@ class ComposerModel:
         batch = ids_BxT.shape[0]
         z_BxKxZ = jnp.zeros((batch, *self.latent_shape), jnp.float32)
         decoder_ids = jnp.concatenate([self.open_prefix(batch), ids_BxT], axis=1)
-        return {"encoder": self.encoder.init(encoder_rng, ids_BxT, self.pooling_index(ids_BxT))["params"],
-                "decoder": self.decoder.init(decoder_rng, decoder_ids, z_BxKxZ,
-                                             jnp.zeros(decoder_ids.shape, jnp.int32))["params"]}
+        zeros = jnp.zeros(decoder_ids.shape, jnp.int32)
+        return {"encoder": self.encoder.init(encoder_rng, ids_BxT, self.pooling_index(ids_BxT),
+                                             self.onset_positions(ids_BxT))["params"],
+                "decoder": self.decoder.init(decoder_rng, decoder_ids, z_BxKxZ, zeros, zeros)["params"]}
 
     def encode(self, params: dict, ids_BxT: jax.Array, *, deterministic: bool = True,
                rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
@@ -216,34 +244,39 @@ class ComposerModel:
         rngs = {"dropout": rng} if rng is not None else {}
         _, mu_BxKxZ, logvar_BxKxZ = self.encoder.apply(
             {"params": params["encoder"]}, ids_BxT, self.pooling_index(ids_BxT),
-            deterministic=deterministic, rngs=rngs)
+            self.onset_positions(ids_BxT), deterministic=deterministic, rngs=rngs)
         return mu_BxKxZ, logvar_BxKxZ
 
     def decode(self, params: dict, ids_BxT: jax.Array, z_BxKxZ: jax.Array,
                prefix_BxP: jax.Array | None = None, *, latents_BxT: jax.Array | None = None,
-               deterministic: bool = True, rng: jax.Array | None = None,
-               caches: list[KVCache] | None = None):
+               positions_BxT: jax.Array | None = None, deterministic: bool = True,
+               rng: jax.Array | None = None, caches: list[KVCache] | None = None):
         """Next-token logits [B, T, V] of `ids` (and the caches when given).
 
         Without caches the ids start at BOS and `prefix_BxP` is required (None = every field
         open). With caches the ids continue what the caches hold (see `prefill`); a prefix
-        given then is decoded first and its logits left out. `latents_BxT`: each id's latent
-        (`latent_index` of ids from BOS on), which cached calls with K > 1 must give.
+        given then is decoded first and its logits left out. `latents_BxT` / `positions_BxT`:
+        each id's latent and onset position (`latent_index`, `onset_positions` of ids from BOS
+        on), which cached calls must give (with K > 1 / a model that embeds positions).
         """
         rngs = {"dropout": rng} if rng is not None else {}
-        if latents_BxT is None:
-            if caches is not None and self.latent_shape[0] > 1:
-                raise ValueError("cached decoding with several latents per idea needs latents_BxT "
-                                 "(each new token's latent: Segments.current)")
-            latents_BxT = (self.latent_index(ids_BxT) if caches is None
-                           else jnp.zeros(ids_BxT.shape, jnp.int32))
+        if caches is None:
+            latents_BxT = self.latent_index(ids_BxT) if latents_BxT is None else latents_BxT
+            positions_BxT = self.onset_positions(ids_BxT) if positions_BxT is None else positions_BxT
+        elif latents_BxT is None and self.latent_shape[0] > 1:
+            raise ValueError("cached decoding with several latents per idea needs latents_BxT "
+                             "(each new token's latent: Segments.current)")
+        latents_BxT = jnp.zeros(ids_BxT.shape, jnp.int32) if latents_BxT is None else latents_BxT
         if prefix_BxP is None and caches is None:
             prefix_BxP = self.open_prefix(ids_BxT.shape[0])
-        if prefix_BxP is not None:  # the prefix reads the first latent
+        if prefix_BxP is not None:  # the prefix reads the first latent, at position 0
             ids_BxT = jnp.concatenate([jnp.asarray(prefix_BxP, jnp.int32), ids_BxT], axis=1)
-            latents_BxT = jnp.concatenate([jnp.zeros(prefix_BxP.shape, jnp.int32), latents_BxT], axis=1)
+            zeros_BxP = jnp.zeros(prefix_BxP.shape, jnp.int32)
+            latents_BxT = jnp.concatenate([zeros_BxP, latents_BxT], axis=1)
+            if positions_BxT is not None:
+                positions_BxT = jnp.concatenate([zeros_BxP, positions_BxT], axis=1)
         out = self.decoder.apply({"params": params["decoder"]}, ids_BxT, z_BxKxZ, latents_BxT,
-                                 deterministic=deterministic, caches=caches, rngs=rngs)
+                                 positions_BxT, deterministic=deterministic, caches=caches, rngs=rngs)
         skip = 0 if prefix_BxP is None else prefix_BxP.shape[1]
         if caches is None:
             return out[:, skip:]
@@ -261,8 +294,9 @@ class ComposerModel:
         in-attention), with room for `max_length` more tokens: feed BOS next, then each
         sampled token (with its latent, `Segments.current`)."""
         caches = self.empty_caches(prefix_BxP.shape[0], max_length)
+        zeros_BxP = jnp.zeros(prefix_BxP.shape, jnp.int32)
         _, caches = self.decoder.apply({"params": params["decoder"]}, jnp.asarray(prefix_BxP, jnp.int32),
-                                       z_BxKxZ, jnp.zeros(prefix_BxP.shape, jnp.int32), caches=caches)
+                                       z_BxKxZ, zeros_BxP, zeros_BxP, caches=caches)
         return caches
 
 

@@ -115,10 +115,13 @@ class IdeaGenerator:
         bar_ok = (bars_Bx1 == 0) | (types_1xV != TokenType.BAR) | (rules.bars[:, None] < bars_Bx1)
         return signature_ok & program_ok & bar_ok
 
-    def _next_token(self, params, token_B, latent_B, z_BxKxZ, prefix_BxP, caches, rules, remaining,
+    def _next_token(self, params, token_B, where, z_BxKxZ, prefix_BxP, caches, rules, remaining,
                     rng, temperature, top_p):
-        logits_Bx1xV, caches = self.model.decode(params, token_B[:, None], z_BxKxZ,
-                                                 latents_BxT=latent_B[:, None], caches=caches)
+        segments = self.model.segments  # the fed token's latent and onset position
+        latent_Bx1 = segments.current(where, xp=jnp)[:, None]
+        position_Bx1 = segments.current_position(where, xp=jnp)[:, None]
+        logits_Bx1xV, caches = self.model.decode(params, token_B[:, None], z_BxKxZ, latents_BxT=latent_Bx1,
+                                                 positions_BxT=position_Bx1, caches=caches)
         allowed_BxV = self.grammar.allowed(rules, remaining, xp=jnp)
         constrained_BxV = allowed_BxV & self._prefix_mask(prefix_BxP, rules)
         # The prefix's limits only narrow the grammar; should they leave nothing, the grammar rules.
@@ -145,10 +148,9 @@ class IdeaGenerator:
         def step(state):
             position, token_B, caches, rules, segment_state, rng, out_BxN, done_B = state
             rng, draw = jax.random.split(rng)
-            latent_B = segments.current(segment_state, xp=jnp)
-            token_B, caches = self._next_token(params, token_B, latent_B, z_BxKxZ, prefix_BxP, caches,
-                                               rules, self.max_tokens - position, draw, temperature,
-                                               top_p)
+            token_B, caches = self._next_token(params, token_B, segment_state, z_BxKxZ, prefix_BxP,
+                                               caches, rules, self.max_tokens - position, draw,
+                                               temperature, top_p)
             token_B = jnp.where(done_B, PAD_ID, token_B)
             rules = self.grammar.advance(rules, token_B, xp=jnp)
             segment_state = segments.advance(segment_state, token_B, xp=jnp)

@@ -7,7 +7,8 @@ the sum of the bar's TimeShift ticks up to and including the token, and the bar'
 that of the TimeSig in force (4/4 before any). BOS, the conditioning prefix and a Bar token
 read the first part of their bar (a Bar predicts its bar's start). The same index comes from a
 whole sequence (`index`, training and the encoder) and one token at a time (`start` /
-`advance` / `current`, sampling), in NumPy or jax.numpy (`xp`).
+`advance` / `current`, sampling), in NumPy or jax.numpy (`xp`). The same walk gives each
+token's onset position in its bar (`positions`), which the model can embed.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class Segments:
       bar_ticks: [V] int64, the bar length of a TimeSig token, else 0.
       default_bar_ticks: a 4/4 bar, before any TimeSig.
       bar_id: the Bar token.
+      position_ticks: the step of `positions` (a twelfth of a quarter: 16ths and triplets).
+      num_positions: positions in a bar (later onsets take the last).
     """
 
     num_bars: int
@@ -44,6 +47,8 @@ class Segments:
     bar_ticks: np.ndarray
     default_bar_ticks: int
     bar_id: int
+    position_ticks: int
+    num_positions: int = 96  # eight quarters
 
     @classmethod
     def for_tokenizer(cls, tokenizer, num_bars: int, per_bar: int) -> Segments:
@@ -52,7 +57,8 @@ class Segments:
         shift = np.where(types == TokenType.TIME_SHIFT, values, 0).astype(np.int64)
         signature = types == TokenType.TIME_SIG
         bar = np.where(signature, vocab.bar_lengths[np.where(signature, values, -1)], 0).astype(np.int64)
-        return cls(num_bars, per_bar, shift, bar, int(vocab.bar_lengths[-1]), vocab.ids["Bar"])
+        return cls(num_bars, per_bar, shift, bar, int(vocab.bar_lengths[-1]), vocab.ids["Bar"],
+                   max(tokenizer.config.ticks_per_quarter // 12, 1))
 
     @property
     def num_latents(self) -> int:
@@ -71,11 +77,22 @@ class Segments:
         part = xp.clip(ticks * self.per_bar // xp.maximum(bar_ticks, 1), 0, self.per_bar - 1)
         return (bar * self.per_bar + part).astype(xp.int32)
 
+    def _position(self, ticks, xp):
+        return xp.clip(ticks // self.position_ticks, 0, self.num_positions - 1).astype(xp.int32)
+
     def index(self, ids_BxT, xp=np):
         """int32 [B, T]: the latent each token of ideas [BOS, tokens..., PAD...] reads."""
         ids_BxT = xp.asarray(ids_BxT)
         if self.per_bar == 0:
             return xp.zeros(ids_BxT.shape, xp.int32)
+        return self._latent(*self._where(ids_BxT, xp), xp)
+
+    def positions(self, ids_BxT, xp=np):
+        """int32 [B, T]: each token's onset in its bar, in steps of `position_ticks`."""
+        return self._position(self._where(xp.asarray(ids_BxT), xp)[1], xp)
+
+    def _where(self, ids_BxT, xp) -> tuple:
+        """(Bars begun, ticks into the bar, bar length) [B, T] at each token."""
         positions_BxT = xp.broadcast_to(xp.arange(ids_BxT.shape[-1]), ids_BxT.shape)
         is_bar_BxT = ids_BxT == self.bar_id
         bars_BxT = xp.cumsum(is_bar_BxT, axis=-1)
@@ -85,7 +102,7 @@ class Segments:
         last_BxT = _cummax(xp.where(signature_BxT > 0, positions_BxT, -1), xp)  # TimeSig in force
         in_force_BxT = xp.take_along_axis(signature_BxT, xp.maximum(last_BxT, 0), axis=-1)
         bar_ticks_BxT = xp.where(last_BxT >= 0, in_force_BxT, self.default_bar_ticks)
-        return self._latent(bars_BxT, ticks_BxT, bar_ticks_BxT, xp)
+        return bars_BxT, ticks_BxT, bar_ticks_BxT
 
     def start(self, batch: int, xp=np) -> tuple:
         """Token-at-a-time state before BOS: (Bars so far, ticks into the bar, bar length)."""
@@ -105,6 +122,10 @@ class Segments:
         if self.per_bar == 0:
             return xp.zeros(state[0].shape, xp.int32)
         return self._latent(*state, xp)
+
+    def current_position(self, state: tuple, xp=np):
+        """int32 [B]: the onset position (`positions`) of the last token `advance`d."""
+        return self._position(state[1], xp)
 
 
 def used_latents(latents_BxT, real_BxT, num_latents: int, xp=np):

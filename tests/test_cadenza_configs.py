@@ -32,7 +32,8 @@ def test_sweeps_name_existing_keys(name):
 def test_composer_sweep_covers_the_kl_balance_and_the_latent_layout():
     points = sweep.points(CONFIGS["composer"])
     keys = {key for point in points for key in point}
-    assert keys == {"kl.beta_max", "kl.free_bits", "kl.cycles", "model.latents_per_bar"}
+    assert keys == {"kl.beta_max", "kl.free_bits", "kl.cycles", "model.latents_per_bar",
+                    "model.onset_embedding"}
     assert sorted(p["model.latents_per_bar"] for p in points if "model.latents_per_bar" in p) == [0, 1, 2]
 
 

@@ -28,7 +28,7 @@ def setup(tiny_composer):
         encode=jax.jit(model.encode), decode=jax.jit(model.decode), encoder=model.encoder,
         empty_caches=model.empty_caches, prefix_ids=model.prefix_ids, prefill=model.prefill,
         latent_shape=model.latent_shape, latent_index=model.latent_index,
-        pooling_index=model.pooling_index)
+        pooling_index=model.pooling_index, onset_positions=model.onset_positions)
     return jitted, params, ids
 
 
@@ -52,7 +52,8 @@ def test_shapes_and_finiteness(setup):
 
 def test_encoder_is_bidirectional_and_ignores_padding(setup):
     model, params, ids = setup
-    hidden = jax.jit(lambda x: model.encoder.apply({"params": params["encoder"]}, x, model.pooling_index(x)))
+    hidden = jax.jit(lambda x: model.encoder.apply({"params": params["encoder"]}, x, model.pooling_index(x),
+                                                  model.onset_positions(x)))
     base_hidden, base_mu, _ = hidden(ids)
     changed_hidden, changed_mu, _ = hidden(ids.at[0, T - 1].set(5 if ids[0, T - 1] != 5 else 6))
     assert np.abs(changed_hidden[0, 1] - base_hidden[0, 1]).max() > 1e-4  # an earlier position
@@ -105,13 +106,14 @@ def test_prefilled_cached_decoding_equals_the_full_pass_with_the_prefix(setup):
                                    model.prefix_ids(Conditions(0, (), 0))]))
     full = model.decode(params, ids, z, prefix)
     caches = jax.jit(model.prefill, static_argnums=3)(params, prefix, z, T)
-    step = jax.jit(lambda token, latents, caches: model.decode(params, token, z, latents_BxT=latents,
-                                                               caches=caches))
+    step = jax.jit(lambda token, latents, positions, caches: model.decode(
+        params, token, z, latents_BxT=latents, positions_BxT=positions, caches=caches))
     latents = model.latent_index(ids)
+    positions = jnp.zeros_like(latents)  # read only by a model that embeds onsets (not this one)
     assert int(latents.max()) >= 4  # latents of both bars are read
     steps = []
     for t in range(T):
-        logits, caches = step(ids[:, t:t + 1], latents[:, t:t + 1], caches)
+        logits, caches = step(ids[:, t:t + 1], latents[:, t:t + 1], positions[:, t:t + 1], caches)
         steps.append(logits[:, 0])
     np.testing.assert_allclose(jnp.stack(steps, 1)[0], full[0], atol=1e-4)
     np.testing.assert_allclose(jnp.stack(steps, 1)[1, :9], full[1, :9], atol=1e-4)
@@ -164,3 +166,25 @@ def test_runs_saved_before_latents_per_bar_have_one_latent_per_idea(tiny_compose
     bars_model = task.model
     bars_params = jax.jit(bars_model.init)(jax.random.key(0), batch["encoder_ids"])
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, bars_params)
+
+
+def test_onset_positions_are_embedded_and_cached_decoding_needs_them(tiny_composer):
+    task = tiny_composer[0]
+    config = task.config.copy_and_resolve_references()
+    config.onset_embedding = True
+    model = ComposerModel.from_config(config, task.tokenizer, task.num_bars)
+    ids = _idea_ids(task, ["Bar", "TimeSig_4/4", "Program_0", "Pitch_60", "Duration_240",
+                           "TimeShift_240", "Pitch_62", "Duration_240"])
+    np.testing.assert_array_equal(model.onset_positions(ids)[0], [0] * 6 + [3] * 3)  # 240 ticks = 3 steps
+    params = jax.jit(model.init)(jax.random.key(0), ids)
+    assert "onset_embed" in params["decoder"] and "onset_embed" in params["encoder"]
+    z = _latents(model, jax.random.key(5))
+    decode = jax.jit(model.decode)
+    base = decode(params, ids, z)
+    moved = decode(params, ids, z, positions_BxT=model.onset_positions(ids) + 1)
+    assert np.abs(moved - base).max(-1).min() > 1e-4  # every position reads its onset
+    with pytest.raises(ValueError, match="positions_BxT"):
+        model.decode(params, ids[:, :1], z, latents_BxT=jnp.zeros((2, 1), jnp.int32),
+                     caches=model.empty_caches(2, 4))
+    # The default (and runs saved before the key) embed no onsets.
+    assert task.model.onset_positions(ids) is None and "onset_embed" not in tiny_composer[1]["decoder"]

@@ -20,11 +20,12 @@ def _ids(tokenizer, names):
     return np.array([[1] + [tokenizer.vocab.ids[name] for name in names]])
 
 
-def _one_at_a_time(segments, ids_BxT, xp=np):
+def _one_at_a_time(segments, ids_BxT, xp=np, positions=False):
     state, out = segments.start(ids_BxT.shape[0], xp=xp), []
+    read = segments.current_position if positions else segments.current
     for t in range(ids_BxT.shape[1]):
         state = segments.advance(state, xp.asarray(ids_BxT[:, t]), xp=xp)
-        out.append(np.asarray(segments.current(state, xp=xp)))
+        out.append(np.asarray(read(state, xp=xp)))
     return np.stack(out, axis=1)
 
 
@@ -71,3 +72,6 @@ def test_real_ideas_give_the_same_index_whole_and_one_token_at_a_time(tokenizer,
         whole = segments.index(ids)
         np.testing.assert_array_equal(_one_at_a_time(segments, ids), whole)
         assert whole.max() > 8 and np.all(np.diff(whole[0]) >= 0)  # many parts, in order
+        positions = segments.positions(ids)  # onset steps since each Bar
+        np.testing.assert_array_equal(_one_at_a_time(segments, ids, positions=True), positions)
+        assert positions.max() > 12 and (positions[0][ids[0] == tokenizer.vocab.ids["Bar"]] == 0).all()
