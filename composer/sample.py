@@ -30,10 +30,9 @@ def top_p_logits(logits_BxV: jax.Array, top_p: float | jax.Array) -> jax.Array:
     return jnp.take_along_axis(sorted_BxV, jnp.argsort(order_BxV, axis=-1), axis=-1)
 
 
-def prior_latents(rng: jax.Array, num: int, latent_shape: int | tuple[int, ...]) -> jax.Array:
+def prior_latents(rng: jax.Array, num: int, latent_shape: tuple[int, ...]) -> jax.Array:
     """z ~ N(0, I): [num, *latent_shape] (`ComposerModel.latent_shape`), for ideas from nothing."""
-    shape = (latent_shape,) if isinstance(latent_shape, int) else tuple(latent_shape)
-    return jax.random.normal(rng, (num, *shape), jnp.float32)
+    return jax.random.normal(rng, (num, *latent_shape), jnp.float32)
 
 
 def variation_latents(rng: jax.Array, mu_Z: jax.Array, num: int, strength: float) -> jax.Array:
@@ -115,11 +114,11 @@ class IdeaGenerator:
         bar_ok = (bars_Bx1 == 0) | (types_1xV != TokenType.BAR) | (rules.bars[:, None] < bars_Bx1)
         return signature_ok & program_ok & bar_ok
 
-    def _next_token(self, params, token_B, where, z_BxKxZ, prefix_BxP, caches, rules, remaining,
+    def _next_token(self, params, token_B, segment_state, z_BxKxZ, prefix_BxP, caches, rules, remaining,
                     rng, temperature, top_p):
         segments = self.model.segments  # the fed token's latent and onset position
-        latent_Bx1 = segments.current(where, xp=jnp)[:, None]
-        position_Bx1 = segments.current_position(where, xp=jnp)[:, None]
+        latent_Bx1 = segments.current(segment_state, xp=jnp)[:, None]
+        position_Bx1 = segments.current_position(segment_state, xp=jnp)[:, None]
         logits_Bx1xV, caches = self.model.decode(params, token_B[:, None], z_BxKxZ, latents_BxT=latent_Bx1,
                                                  positions_BxT=position_Bx1, caches=caches)
         allowed_BxV = self.grammar.allowed(rules, remaining, xp=jnp)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import numpy as np
 
 from pertok import TokenType
@@ -21,8 +22,6 @@ from pertok import TokenType
 def _cummax(x, xp):
     if xp is np:
         return np.maximum.accumulate(x, axis=-1)
-    import jax  # only the jax.numpy path needs it
-
     return jax.lax.cummax(x, axis=x.ndim - 1)
 
 
