@@ -55,7 +55,7 @@ def load_trained(workdir: str, tokenizer: PerTok, task_name: str) -> Trained:
     return _LOADED[key]
 
 
-def _check(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
 
@@ -65,7 +65,7 @@ def read_idea(path: str, full: np.ndarray, tokenizer: PerTok, composer: Trained,
     """The idea of a piece's full-view ids (standalone) and a note for the user on how it was cut."""
     total = int((tokenizer.token_types(full) == TokenType.BAR).sum())
     num_bars = composer.task.num_bars
-    _check(1 <= start_bar <= total,
+    require(1 <= start_bar <= total,
            f"vary.start_bar={start_bar} is outside the {total} bars of {path}")
     idea, taken, truncated = select_bars(full, tokenizer, start_bar - 1, num_bars,
                                          composer.task.context_length - 1)
@@ -124,14 +124,14 @@ def perform(performer: Trained | None, tokenizer: PerTok, compositions: list[np.
     return scores
 
 
-def _load_models(config, tokenizer: PerTok) -> tuple[Trained, Trained | None]:
+def load_models(config, tokenizer: PerTok) -> tuple[Trained, Trained | None]:
     composer = load_trained(config.composer_workdir, tokenizer, "composer")
     performer = (load_trained(config.performer_workdir, tokenizer, "performer")
                  if config.performer_workdir else None)
     return composer, performer
 
 
-def _write(out_dir: Path, name: str, score, reference: RollRow | None, num_bars: int,
+def write_with_roll(out_dir: Path, name: str, score, reference: RollRow | None, num_bars: int,
            title: str) -> None:
     """`name`.mid and `name`.png: its piano roll under the reference's, on shared axes."""
     score.dump_midi(str(out_dir / f"{name}.mid"))
@@ -139,20 +139,20 @@ def _write(out_dir: Path, name: str, score, reference: RollRow | None, num_bars:
     write_piano_roll_figure(out_dir / f"{name}.png", rows, num_bars, title)
 
 
-def _check_vary(v) -> None:
-    _check(v.num_variations >= 1, f"vary.num_variations={v.num_variations} must be at least 1")
-    _check(0 <= v.strength <= 1, f"vary.strength={v.strength} must be in [0, 1] (0 = the idea, 1 = unrelated)")
-    _check(v.temperature >= 0 and 0 < v.top_p <= 1,
+def check_vary(v) -> None:
+    require(v.num_variations >= 1, f"vary.num_variations={v.num_variations} must be at least 1")
+    require(0 <= v.strength <= 1, f"vary.strength={v.strength} must be in [0, 1] (0 = the idea, 1 = unrelated)")
+    require(v.temperature >= 0 and 0 < v.top_p <= 1,
            f"vary.temperature={v.temperature} must be >= 0 (0 = greedy) and vary.top_p={v.top_p} in (0, 1]")
 
 
 def _check_generate(g, tokenizer: PerTok) -> Conditions:
     """The generate fields; returns the conditions they name (num_bars 0 = still open)."""
-    _check(g.num_ideas >= 1, f"generate.num_ideas={g.num_ideas} must be at least 1")
-    _check(g.temperature >= 0 and 0 < g.top_p <= 1,
+    require(g.num_ideas >= 1, f"generate.num_ideas={g.num_ideas} must be at least 1")
+    require(g.temperature >= 0 and 0 < g.top_p <= 1,
            f"generate.temperature={g.temperature} must be >= 0 (0 = greedy) and "
            f"generate.top_p={g.top_p} in (0, 1]")
-    _check(g.num_bars >= 0, f"generate.num_bars={g.num_bars} must be >= 0 (0 = the Composer's idea.num_bars)")
+    require(g.num_bars >= 0, f"generate.num_bars={g.num_bars} must be >= 0 (0 = the Composer's idea.num_bars)")
     for field in ("time_signature", "programs"):
         try:
             named_conditions(tokenizer, **{"time_signature": "", "programs": "", "num_bars": 0,
@@ -166,24 +166,24 @@ def _generate_prefix(g, tokenizer: PerTok, composer: Trained) -> np.ndarray:
     """The decoder's prefix for new ideas: the configured meter, programs and bar count."""
     conditions = _check_generate(g, tokenizer)
     max_bars = composer.task.num_bars
-    _check(g.num_bars <= max_bars,
+    require(g.num_bars <= max_bars,
            f"generate.num_bars={g.num_bars} is more than the {max_bars} bars of the Composer's ideas")
     conditions = dataclasses.replace(conditions, num_bars=g.num_bars or max_bars)
     return composer.task.model.prefix_ids(conditions)
 
 
-def _check_perform(p) -> None:
-    _check(p.rounds >= 1 and 0 <= p.velocity <= 127,
+def check_perform(p) -> None:
+    require(p.rounds >= 1 and 0 <= p.velocity <= 127,
            f"perform.rounds={p.rounds} must be >= 1 and perform.velocity={p.velocity} in 0-127 (0 = auto)")
-    _check(p.greedy in GREEDY, f"perform.greedy={p.greedy!r} must be one of {GREEDY}")
+    require(p.greedy in GREEDY, f"perform.greedy={p.greedy!r} must be one of {GREEDY}")
 
 
 def check(config, workdir: str) -> None:
     """`--mode=check`: the vary and generate fields, and whether the two trained workdirs exist."""
     del workdir  # Cadenza writes into it only when it varies or generates
-    _check_vary(config.vary)
+    check_vary(config.vary)
     _check_generate(config.generate, PerTok())
-    _check_perform(config.perform)
+    check_perform(config.perform)
     for name in ("composer_workdir", "performer_workdir"):
         path = config[name]
         found = bool(path) and os.path.isdir(os.path.join(path, "checkpoints"))
@@ -197,8 +197,8 @@ def generate(config, workdir: str) -> dict:
     g = config.generate
     tokenizer = PerTok()
     _check_generate(g, tokenizer)
-    _check_perform(config.perform)
-    composer, performer = _load_models(config, tokenizer)
+    check_perform(config.perform)
+    composer, performer = load_models(config, tokenizer)
     prefix = _generate_prefix(g, tokenizer, composer)
     latent_rng, sample_rng, perform_rng = jax.random.split(jax.random.key(config.seed), 3)
     z_NxKxZ = prior_latents(latent_rng, g.num_ideas, composer.task.model.latent_shape)
@@ -213,7 +213,7 @@ def generate(config, workdir: str) -> dict:
     for n, (score, error_rate) in enumerate(zip(scores, error_rates)):
         notes = 0 if score is None else int(score.note_num())
         if score is not None:
-            _write(out_dir, f"idea_{n}", score, None, composer.task.num_bars,
+            write_with_roll(out_dir, f"idea_{n}", score, None, composer.task.num_bars,
                    f"idea {n} from the prior (seed {config.seed})")
         rows.append({"name": f"idea_{n}", "token_error_rate": error_rate, "notes": notes})
         print(f"  idea_{n}.mid  notes {notes:3d}  token errors {100 * error_rate:.1f}%"

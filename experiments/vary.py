@@ -25,7 +25,7 @@ from composer import composition_view, conditions_of, idea_example, prior_latent
 from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow
 from evaluation.similarity import chroma_similarity, groove_similarity
-from experiments.cadenza import (_check, _check_perform, _check_vary, _load_models, _write, compose,
+from experiments.cadenza import (require, check_perform, check_vary, load_models, write_with_roll, compose,
                                  perform, read_idea)
 from experiments.samples import playable
 from performer import piece_velocities
@@ -38,18 +38,18 @@ def vary(config, workdir: str) -> dict:
     """Variations of each input (a file, or every MIDI file of a folder); returns the summary of
     a single file, or {"inputs": [summaries], "skipped": [...]} for a folder."""
     v = config.vary
-    _check(bool(v.input), "--mode=vary needs an input: --config.vary.input=IN.mid (or a folder)")
-    _check_vary(v)
-    _check_perform(config.perform)
+    require(bool(v.input), "--mode=vary needs an input: --config.vary.input=IN.mid (or a folder)")
+    check_vary(v)
+    check_perform(config.perform)
     tokenizer = PerTok()
     if os.path.isdir(v.input):
         inputs = find_midi_files(v.input)
-        _check(bool(inputs), f"vary.input={v.input!r} holds no MIDI files")
+        require(bool(inputs), f"vary.input={v.input!r} holds no MIDI files")
     elif os.path.isfile(v.input):
         inputs = [Path(v.input)]
     else:
         raise FileNotFoundError(f"vary.input={v.input!r}: no such MIDI file or folder")
-    composer, performer = _load_models(config, tokenizer)
+    composer, performer = load_models(config, tokenizer)
     models = (tokenizer, composer, performer)
     if len(inputs) == 1 and not os.path.isdir(v.input):
         return vary_one(config, inputs[0], inputs[0].stem, models, Path(workdir))
@@ -107,14 +107,14 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     num_bars = composer.task.num_bars
     input_score = playable(tokenizer.decode(idea))
     title = f"{path.name}: idea from bar {start_bar}, strength {v.strength}"
-    _write(out_dir, "input", input_score, None, num_bars, title)
+    write_with_roll(out_dir, "input", input_score, None, num_bars, title)
     reference = RollRow("input", piece_notes(input_score, num_bars))
     rows = []
     for n, ((score, error_rate), (control, _)) in enumerate(zip(scores, controls)):
         row = {"name": f"variation_{n}", "token_error_rate": error_rate, "notes": 0,
                **_similarity(input_score, score), **_similarity(input_score, control, "control_")}
         if score is not None:
-            _write(out_dir, row["name"], score, reference, num_bars, title)
+            write_with_roll(out_dir, row["name"], score, reference, num_bars, title)
             row["notes"] = int(score.note_num())
         rows.append(row)
     return summarise(out_dir, rows, str(path), v.strength)

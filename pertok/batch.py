@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 import symusic
 
-from pertok.batch_scores import tables_to_scores
-from pertok.batch_table import scores_to_tables
+from pertok.render import tables_to_scores
+from pertok.quantize import scores_to_tables
 from pertok.decode import parse_batch
 from pertok.encode import encode_tables
 from pertok.errors import MidiFileNotFoundError, MidiParseError, PerTokError, with_source

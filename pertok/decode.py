@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 
 from pertok import segments
-from pertok.batch_table import TableBatch
+from pertok.events import TableBatch
 from pertok.decode_fast import parse_grammatical
 from pertok.decode_tokens import IS_EVENT, IS_HEAD, IS_TIMED, LEADS_TO_EVENT, T, Tokens, content_of, subset
 from pertok.errors import PerTokDecodeError

@@ -28,7 +28,7 @@ import weakref
 import numpy as np
 
 from pertok import segments
-from pertok.batch_table import TableBatch
+from pertok.events import TableBatch
 from pertok.decode_tokens import IS_EVENT, IS_HEAD, IS_TIMED, LEADS_TO_EVENT, T, concatenated
 from pertok.events import NOTE, PEDAL, TEMPO, EventTable, four_four_index
 from pertok.timing import BarMap

@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from pertok.batch_table import TableBatch
+from pertok.events import TableBatch
 from pertok.events import NOTE, PEDAL, TEMPO, EventTable
 from pertok.segments import runs
 from pertok.timing import split_durations
@@ -27,8 +27,7 @@ from pertok.vocab import DRUM_PROGRAM, TokenType, Vocabulary
 
 def encode_table(table: EventTable, vocab: Vocabulary, full: bool = True) -> np.ndarray:
     """Token ids of an EventTable; `full=False` gives the composition-only view."""
-    one = TableBatch(table, np.array([0, len(table.bars.starts)]), np.array([0, len(table)]))
-    return encode_tables(one, vocab, full)[0]
+    return encode_tables(TableBatch.of(table), vocab, full)[0]
 
 
 def encode_tables(batch: TableBatch, vocab: Vocabulary, full: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -50,9 +50,9 @@ def project_time_signature(numerator: int, denominator: int,
     return int(np.argmin(np.abs(lengths - wanted)))
 
 
-def build_bar_map(change_ticks: np.ndarray, change_signature: np.ndarray,
-                  signature_lengths: np.ndarray, default_length: int, end_tick: float) -> BarMap:
-    """Lay bars from time-signature changes until past `end_tick`.
+def bar_segments(change_ticks: np.ndarray, change_signature: np.ndarray,
+                 lengths_of: np.ndarray) -> tuple[list[int], list[int]]:
+    """Start tick and TimeSig index of each run of equal bars.
 
     A change takes effect at the first bar line at or after its time (MIDI files put them on
     bar lines; a change inside a bar would leave a bar no token can describe).
@@ -60,29 +60,6 @@ def build_bar_map(change_ticks: np.ndarray, change_signature: np.ndarray,
     Args:
       change_ticks: float [C] sorted times of the time-signature changes.
       change_signature: int [C] TimeSig index of each change (-1 = 4/4).
-      signature_lengths: int [num TimeSig tokens] bar length of each TimeSig.
-      default_length: bar length before the first change (4/4).
-      end_tick: last time that must fall inside a bar.
-    """
-    lengths_of = np.append(signature_lengths, default_length).astype(np.int64)  # index -1 -> 4/4
-    segment_starts, segment_signatures = bar_segments(change_ticks, change_signature, lengths_of)
-    last_start, last_length = segment_starts[-1], lengths_of[segment_signatures[-1]]
-    bars_in_last = max(1, int(np.ceil((end_tick - last_start) / last_length + _EPS)) + 1)
-    segment_ends = segment_starts[1:] + [last_start + bars_in_last * last_length]
-    counts = [(end - start) // lengths_of[sig]
-              for start, end, sig in zip(segment_starts, segment_ends, segment_signatures)]
-    signature = np.repeat(np.asarray(segment_signatures, np.int64), counts)
-    lengths = lengths_of[signature]
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    return BarMap(starts=starts, lengths=lengths, time_signature=signature)
-
-
-def bar_segments(change_ticks: np.ndarray, change_signature: np.ndarray,
-                 lengths_of: np.ndarray) -> tuple[list[int], list[int]]:
-    """Start tick and TimeSig index of each run of equal bars (`build_bar_map`'s first step).
-
-    Args:
-      change_ticks, change_signature: as in `build_bar_map`.
       lengths_of: int [num TimeSig tokens + 1] bar length of each TimeSig, then 4/4's (index -1).
     """
     segment_starts, segment_signatures = [0], [-1]
@@ -116,8 +93,8 @@ def _projected(numerator: int, denominator: int, vocab: Vocabulary, known: dict)
 
 
 def score_meter(score, vocab: Vocabulary, known: dict | None = None) -> tuple:
-    """Bar runs of a symusic score: (start ticks, TimeSig index) of each, as `build_bar_map` lays
-    them from the score's time signatures (`events.score_to_table`'s projection). `known`:
+    """Bar runs of a symusic score: (start ticks, TimeSig index) of each, laid from the
+    score's time signatures (`bar_segments`). `known`:
     `meter_cache(vocab)`, fetched once for many scores."""
     config = vocab.config
     known = meter_cache(vocab) if known is None else known
@@ -198,14 +175,14 @@ def onset_lattice(time: np.ndarray, tpq: list[int], piece_rows: np.ndarray, conf
         return u, denominator, None, None
     inexact = np.repeat([not exact[r] for r in tpq], piece_rows).nonzero()[0]
     scale = np.repeat(ticks / np.array(tpq, np.int64), piece_rows)[inexact]
-    onset = time[inexact] * scale  # as events._raw_events computes it
+    onset = time[inexact] * scale  # as the per-note projection computes it (float ticks)
     u[inexact] = np.floor(onset + _EPS).astype(dtype) * denominator
     return u, denominator, inexact, onset
 
 
 def locate_bars(u: np.ndarray, denominator: int, spans: Spans, piece_rows: np.ndarray, row_offsets: np.ndarray):
     """Global bar of each onset u (in 1/denominator ticks) and its offset from that bar line
-    (same unit): `snap_onsets`'s bar search, all pieces at once. Also returns `per_row`, which
+    (same unit), all pieces at once. Also returns `per_row`, which
     spreads a per-span array over the rows."""
     if spans.single:
         per_row = functools.partial(np.repeat, repeats=piece_rows)
@@ -234,27 +211,9 @@ def lattice_snap(length: int, denominator: int, config: PerTokConfig):
     return snap_offsets(offset, np.full(len(offset), length, np.int64), config)
 
 
-def snap_onsets(onset_ticks: np.ndarray, bars: BarMap, config: PerTokConfig,
-                bar: np.ndarray | None = None):
-    """Snap onsets to the union grid of their bar, keeping the remainder as microtiming.
-
-    Args:
-      bar: each onset's bar index when the caller knows it (a batch of pieces whose bar maps
-        are concatenated); None = looked up in `bars.starts`.
-    Returns:
-      (bar, position, microtiming_bin): bar index, grid position in ticks from the bar line,
-      and signed microtiming bin; the quantized onset is
-      bars.starts[bar] + position + microtiming_bin * microtiming_step_ticks.
-    """
-    if bar is None:
-        bar = np.searchsorted(bars.starts, onset_ticks + _EPS, side="right") - 1
-        bar = np.clip(bar, 0, len(bars.starts) - 1)
-    position, microtiming, at_next_bar = snap_offsets(onset_ticks - bars.starts[bar], bars.lengths[bar], config)
-    return (bar + at_next_bar).astype(np.int64), position, microtiming
-
-
 def snap_offsets(offset: np.ndarray, length: np.ndarray, config: PerTokConfig):
-    """`snap_onsets` inside one bar: (position, microtiming bin, whether it moved to the next
+    """Snap onsets to the union grid of their bar, keeping the remainder as microtiming: (position,
+    microtiming bin, whether it moved to the next
     bar line) of onsets `offset` ticks after the line of a bar `length` ticks long."""
     # Nearest of: each grid's nearest point inside the bar, and the next bar line.
     position = length.astype(np.float64)
@@ -307,6 +266,32 @@ def quantize_durations(duration_ticks: np.ndarray, config: PerTokConfig) -> np.n
     return (whole * largest + snapped).astype(np.int64)
 
 
+def quantize_input_durations(duration_in: np.ndarray, tpq_in: int, vocab: Vocabulary) -> np.ndarray:
+    """quantize_durations of integer durations in the file's ticks, through lookup tables.
+
+    Durations are whole ticks, so the float snapping runs once per possible value (per
+    input resolution, cached) instead of once per note.
+    """
+    config = vocab.config
+    tables = vocab.duration_tables.get(tpq_in)
+    largest_in = round(config.duration_steps[-1][0] * tpq_in)
+    if tables is None:
+        scale = config.ticks_per_quarter / tpq_in
+        ticks_in = np.arange(largest_in + 1) * scale
+        short = quantize_durations(ticks_in, config)  # whole notes up to the largest token
+        remainder = short.copy()
+        remainder[:1] = 0  # a remainder of nothing adds no token
+        remainder[1:] = quantize_durations(ticks_in[1:] + config.duration_steps[-1][0] * config.ticks_per_quarter,
+                                           config) - round(config.duration_steps[-1][0] * config.ticks_per_quarter)
+        tables = vocab.duration_tables[tpq_in] = (short, remainder)
+    short, remainder = tables
+    duration = np.maximum(duration_in.astype(np.int64), 0)
+    whole = np.where(duration > largest_in, duration // largest_in, 0)
+    rest = duration - whole * largest_in
+    largest = round(config.duration_steps[-1][0] * config.ticks_per_quarter)
+    return np.where(whole > 0, whole * largest + remainder[rest], short[rest])
+
+
 def split_durations(duration_ticks: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Quantized durations -> (count of largest Duration tokens, index of the last token or -1)."""
     largest = values[-1]
@@ -325,14 +310,13 @@ _TABLE_SPAN = 4  # duration tables reach this many largest Duration tokens; long
 
 def _duration_table(vocab: Vocabulary, resolution: int) -> tuple[np.ndarray, int]:
     """For each duration up to _TABLE_SPAN largest tokens in ticks at `resolution`: its quantized
-    length (`events._quantize_input_durations`), number of largest Duration tokens and index
+    length (`quantize_input_durations`), number of largest Duration tokens and index
     of the last or -1 (`split_durations`), packed as (length << bits + 3) | (number << bits) |
     (index + 1); and `bits`. Cached."""
     known = _DURATION_TABLES.setdefault(vocab, {})
     if resolution not in known:
-        from pertok.events import _quantize_input_durations  # (events imports this module)
         largest_in = round(vocab.config.duration_steps[-1][0] * resolution)
-        duration = _quantize_input_durations(np.arange(_TABLE_SPAN * largest_in + 1), resolution, vocab)
+        duration = quantize_input_durations(np.arange(_TABLE_SPAN * largest_in + 1), resolution, vocab)
         full, index = split_durations(duration, vocab.values_duration)
         assert full.max() < 8, "three bits hold the number of largest tokens"
         bits = len(vocab.values_duration).bit_length()
@@ -342,11 +326,10 @@ def _duration_table(vocab: Vocabulary, resolution: int) -> tuple[np.ndarray, int
 
 
 def duration_tokens(duration_in: np.ndarray, tpq: list, row_offsets: np.ndarray, vocab: Vocabulary):
-    """Quantized duration (`events._quantize_input_durations`) and Duration tokens
+    """Quantized duration (`quantize_input_durations`) and Duration tokens
     (`split_durations`: number of largest tokens, index of the last or -1) of each row of the
     pieces `row_offsets` delimits, whose resolutions are `tpq`: a lookup up to a few largest
     tokens, the exact rules beyond (very few notes are that long)."""
-    from pertok.events import _quantize_input_durations  # (events imports this module)
     resolutions = set(tpq)
     # mode="clip": a negative duration reads entry 0 (as max(0, d) does), a longer one is redone below
     if len(resolutions) == 1:
@@ -370,7 +353,7 @@ def duration_tokens(duration_in: np.ndarray, tpq: list, row_offsets: np.ndarray,
         long_tpq = np.array(tpq)[np.searchsorted(row_offsets, long, side="right") - 1]
         for resolution in np.unique(long_tpq):
             at = long[long_tpq == resolution]
-            exact = _quantize_input_durations(duration_in[at], int(resolution), vocab)
+            exact = quantize_input_durations(duration_in[at], int(resolution), vocab)
             if exact.max() > np.iinfo(duration.dtype).max:  # absurdly long: int32 would wrap
                 duration = duration.astype(np.int64)
             duration[at] = exact

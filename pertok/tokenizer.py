@@ -13,7 +13,8 @@ from pertok.batch import SCORE_TYPES, decode_batch, encode_batch, load_score
 from pertok.config import PerTokConfig
 from pertok.decode import DecodeReport, parse
 from pertok.errors import PerTokConfigError, PerTokDecodeError, PerTokError, with_source
-from pertok.events import score_to_table, table_to_score
+from pertok.quantize import score_to_table
+from pertok.render import table_to_score
 from pertok.vocab import TYPE_NAMES, TokenType, Vocabulary
 
 ScoreLike = "str | os.PathLike | symusic.Score"

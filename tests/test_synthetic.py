@@ -6,8 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pertok import synthetic
+from pertok.synthetic import cli as synthetic_cli
 from pertok.synthetic import generate_score, write_corpus
-from pertok.synthetic_timeline import build_timeline, swing
+from pertok.synthetic.timeline import build_timeline, swing
 
 ALL_METERS = {(4, 4), (3, 4), (6, 8), (2, 2), (5, 4), (7, 8), (12, 8)}
 CORPUS_SIZE = 24
@@ -249,12 +250,12 @@ def test_bad_arguments_are_refused(capsys):
     with pytest.raises(ValueError, match="kind"):
         generate_score(0, "guitar")
     with pytest.raises(SystemExit):
-        synthetic.main(["--out", "unused", "--num_pieces", "0"])
+        synthetic_cli.main(["--out", "unused", "--num_pieces", "0"])
     assert "--num_pieces" in capsys.readouterr().err
 
 
 def test_command_line_writes_the_corpus(tmp_path, capsys):
-    synthetic.main(["--out", str(tmp_path), "--num_pieces", "3", "--seed", "2"])
+    synthetic_cli.main(["--out", str(tmp_path), "--num_pieces", "3", "--seed", "2"])
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "piece_0000_band.mid", "piece_0001_piano.mid", "piece_0002_drums.mid"]
     assert "wrote 3 pieces" in capsys.readouterr().out

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from pertok import PerTok
 from pertok.align import AlignmentWarning, align, align_score
-from pertok.annotations import BeatAnnotations, meter_beats
-from pertok.events import score_to_table
+from pertok.align import BeatAnnotations, meter_beats
+from pertok.quantize import score_to_table
 from tests.pertok.scores import make_score, note_rows
 
 TPQ = 960

@@ -6,7 +6,7 @@ import pytest
 import symusic
 
 from pertok.align import align
-from pertok.annotations import AnnotationError, BeatAnnotations, meter_beats, read_annotations
+from pertok.align import AnnotationError, BeatAnnotations, meter_beats, read_annotations
 from pertok.cli import main
 from tests.pertok.scores import make_score
 

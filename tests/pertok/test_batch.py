@@ -8,13 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pertok import (EmptyScoreError, MidiFileNotFoundError, MidiParseError, PerTok, PerTokConfig, PerTokDecodeError,
-                    TokenType)
+                    PerTokError, TokenType)
 from pertok import batch as batch_module
-from pertok import batch_table, decode, segments, timing
-from pertok.batch_scores import tables_to_scores
+from pertok import decode, quantize, segments, timing
 from pertok.decode_fast import grammatical
 from pertok.encode import encode_table
-from pertok.events import score_to_table, table_to_score
+from pertok.render import tables_to_scores
+from tests.pertok.reference import reference_score_to_table, reference_table_to_score
 from tests.pertok.scores import make_score, random_scores, score_arrays
 
 FULL = PerTok(PerTokConfig(use_tempos=True, use_sustain_pedal=True))
@@ -66,13 +66,13 @@ def test_encode_batch_equals_encode(chunk_size, scores):
 @given(st.lists(random_scores(max_notes=30), min_size=1, max_size=4))
 def test_encode_batch_equals_the_per_file_reference(chunk_size, scores):
     """The batched pass (integer onsets, snapping tables, packed sort key) against the plain
-    per-file float projection `events.score_to_table` written out by `encode_table`."""
+    per-file float projection `tests.pertok.reference` written out by `encode_table`."""
     for tokenizer in (FULL, DEFAULT, NARROW):
         for view in ("full", "composition"):
             batched = tokenizer.encode_batch(scores, view=view, errors="collect")
             for score, ids in zip(scores, batched):
                 try:
-                    reference = encode_table(score_to_table(score, tokenizer.vocab), tokenizer.vocab, view == "full")
+                    reference = encode_table(reference_score_to_table(score, tokenizer.vocab), tokenizer.vocab, view == "full")
                 except Exception as error:  # noqa: BLE001 - the same refusal either way
                     assert type(ids) is type(error) and str(ids) == str(error)
                     continue
@@ -88,7 +88,7 @@ def test_long_and_negative_durations_in_mixed_resolutions():
     for tokenizer in (DEFAULT, FULL):
         for batch in (scores, scores[:1], scores[1:]):  # two resolutions, then one (a single table)
             for score, ids in zip(batch, tokenizer.encode_batch(batch)):
-                reference = encode_table(score_to_table(score, tokenizer.vocab), tokenizer.vocab)
+                reference = encode_table(reference_score_to_table(score, tokenizer.vocab), tokenizer.vocab)
                 np.testing.assert_array_equal(ids, reference)
 
 def test_integer_onsets_are_the_float_onsets():
@@ -111,12 +111,12 @@ def test_lexsort_fallback_gives_the_same_order():
     rng = np.random.default_rng(0)
     vocab = DEFAULT.vocab
     bar = np.sort(rng.integers(0, 50, 200))
-    packed = batch_table._pack(rng.integers(0, 3840, 200) // 80 * 80, rng.integers(-12, 13, 200),
+    packed = quantize._pack(rng.integers(0, 3840, 200) // 80 * 80, rng.integers(-12, 13, 200),
                                rng.random(200) < 0.1, vocab)
-    static = batch_table._static_key({"pitch": rng.integers(0, 128, 200).astype(np.int8)},
+    static = quantize._static_key({"pitch": rng.integers(0, 128, 200).astype(np.int8)},
                                      np.array([[0, 2, 5, 120], [0, 2, -1, 80]]), vocab)
-    fast = batch_table._sorted_columns(bar, packed.copy(), static, None, 51, vocab)
-    slow = batch_table._sorted_columns(bar, packed.copy(), static, None, 1 << 62, vocab)
+    fast = quantize._sorted_columns(bar, packed.copy(), static, None, 51, vocab)
+    slow = quantize._sorted_columns(bar, packed.copy(), static, None, 1 << 62, vocab)
     np.testing.assert_array_equal(fast[0], slow[0])
     for name in fast[1]:
         np.testing.assert_array_equal(fast[1][name], slow[1][name], err_msg=name)
@@ -264,9 +264,24 @@ def test_a_crash_stays_with_its_item(monkeypatch):
 @SETTINGS
 @given(st.lists(random_scores(max_notes=30), min_size=1, max_size=3), st.integers(0, 1000))
 def test_batched_score_building_equals_table_to_score(scores, seed):
-    """tables_to_scores against its per-piece reference, events.table_to_score."""
+    """tables_to_scores against its per-piece reference, tests.pertok.reference."""
     ids = FULL.encode_batch(scores)
     sequences = ids + [corrupt(sequence, seed + i, FULL.vocab_size) for i, sequence in enumerate(ids)]
     batch, _, _ = decode.parse_batch(sequences, FULL.vocab, strict=False)
     for index, score in enumerate(tables_to_scores(batch, FULL.vocab)):
-        assert_same_score(score, table_to_score(batch.item(index), FULL.vocab))
+        assert_same_score(score, reference_table_to_score(batch.item(index), FULL.vocab))
+
+
+@SETTINGS
+@given(random_scores(max_notes=30))
+def test_quantize_equals_the_per_file_reference(score):
+    """PerTok.quantize runs the batched path on one score; the plain per-note projection and
+    score building must give the same Score."""
+    for tokenizer in (FULL, DEFAULT, NARROW):
+        try:
+            table = reference_score_to_table(score, tokenizer.vocab)
+        except PerTokError as error:  # e.g. no note inside NARROW's pitch ranges: the same refusal
+            with pytest.raises(type(error), match=str(error)):
+                tokenizer.quantize(score)
+            continue
+        assert_same_score(tokenizer.quantize(score), reference_table_to_score(table, tokenizer.vocab))

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from pertok import PerTok, PerTokConfig, TokenType
 from pertok import decode, decode_fast
-from pertok.batch_scores import tables_to_scores
-from pertok.events import table_to_score
+from pertok.render import tables_to_scores
+from tests.pertok.reference import reference_table_to_score
 from tests.pertok.scores import random_scores
 from tests.pertok.test_batch import assert_same_score, corrupt, single_edit
 
@@ -136,7 +136,7 @@ def test_batched_scores_keep_the_track_order_of_table_to_score(scores, seed):
     sequences = ids + [corrupt(sequence, seed + i, FULL.vocab_size) for i, sequence in enumerate(ids)]
     batch, _, _ = decode.parse_batch(sequences[::-1] + [np.zeros(0, np.int32)], FULL.vocab, strict=False)
     for index, score in enumerate(tables_to_scores(batch, FULL.vocab)):
-        reference = table_to_score(batch.item(index), FULL.vocab)
+        reference = reference_table_to_score(batch.item(index), FULL.vocab)
         assert [(t.name, t.program, t.is_drum) for t in score.tracks] == [
             (t.name, t.program, t.is_drum) for t in reference.tracks]
         assert_same_score(score, reference)

@@ -38,7 +38,7 @@ def test_build_tokenizes_recursively_and_records_skipped(midi_dir, tmp_path):
 
 
 def test_rebuild_is_a_noop_and_other_config_is_refused(midi_dir, tmp_path, monkeypatch):
-    import pertok.store as store_module
+    import pertok.store.build as store_module
 
     out = tmp_path / "store"
     build_store(midi_dir, out, workers=1, progress=False)
@@ -59,7 +59,7 @@ def test_rebuild_is_a_noop_and_other_config_is_refused(midi_dir, tmp_path, monke
 
 
 def test_interrupted_build_leaves_no_store(tmp_path, monkeypatch):
-    import pertok.store as store_module
+    import pertok.store.build as store_module
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt

@@ -1,25 +1,20 @@
-"""The built-in corpus: seeded, expressive multi-track MIDI, so every run works with no data.
+"""Whole pieces of the built-in corpus: a seed -> a multi-track Score, and a corpus folder.
 
 A seed fully determines a piece. Its kind ("piano", "drums", "band") and its opening meter
 cycle with the seed, so any 21 consecutive seeds cover every (kind, meter) pair; everything
 else (length, sections, key, tempo map, textures, dynamics, swing, microtiming) is drawn
 from `np.random.default_rng(seed)`.
-
-    python -m pertok.synthetic --out DIR --num_pieces N [--seed S]
 """
-import argparse
 import pathlib
-import sys
-import time
 from typing import NamedTuple
 
 import numpy as np
 import symusic
 
-from pertok.synthetic_band import bass_part, drum_part, pad_part
-from pertok.synthetic_parts import (PartNotes, build_harmony, melody_part, piano_accompaniment,
+from pertok.synthetic.band import bass_part, drum_part, pad_part
+from pertok.synthetic.parts import (PartNotes, build_harmony, melody_part, piano_accompaniment,
                                     plan_dynamics)
-from pertok.synthetic_timeline import (METER_NAMES, METERS, Feel, Timeline, build_timeline,
+from pertok.synthetic.timeline import (METER_NAMES, METERS, Feel, Timeline, build_timeline,
                                        ensemble_drift_ms, performed_ticks, swing)
 
 KINDS: tuple[str, ...] = ("piano", "drums", "band")
@@ -219,27 +214,3 @@ def write_corpus(out_dir: str | pathlib.Path, num_pieces: int, seed: int = 0) ->
         path.write_bytes(generate_score(piece_seed, kind).dumps_midi())
         paths.append(path)
     return paths
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: write a synthetic corpus and print a one-line summary."""
-    parser = argparse.ArgumentParser(prog="python -m pertok.synthetic", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, type=pathlib.Path, help="directory for the .mid files")
-    parser.add_argument("--num_pieces", required=True, type=int, help="number of pieces to write")
-    parser.add_argument("--seed", default=0, type=int, help="corpus seed (non-negative)")
-    args = parser.parse_args(argv)
-    if args.num_pieces < 1:
-        parser.error(f"--num_pieces must be at least 1, got {args.num_pieces}")
-    if args.seed < 0:
-        parser.error(f"--seed must be non-negative, got {args.seed}")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} exists and is not a directory")
-    started = time.perf_counter()
-    paths = write_corpus(args.out, args.num_pieces, args.seed)
-    seconds = time.perf_counter() - started
-    print(f"wrote {len(paths)} pieces to {args.out} in {seconds:.2f} s "
-          f"({1000 * seconds / len(paths):.1f} ms per piece)")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

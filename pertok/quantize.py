@@ -1,4 +1,6 @@
-"""Many scores -> one EventTable, in one vectorized pass over all their notes.
+"""Scores -> event tables: the projection onto what tokens can hold, for many scores at once.
+
+One vectorized pass over all their notes; a single score is a batch of one (`score_to_table`).
 
 The per-file work is what symusic forces (one `numpy()` call per track, a few attribute
 reads per score) and, for the rare score whose meter changes after its start, a short Python
@@ -18,8 +20,9 @@ symusic's parse of the same files):
 Bars of all files are numbered globally (file f's bars follow file f-1's), so sorting by
 global bar keeps the files apart and in order, and the encoder needs no file column.
 
-This is the same projection as `events.score_to_table` (which stays as the plain per-file
-reference): `decode(encode(s)) == quantize(s)` is tested, and encode runs through here.
+Every path that quantizes runs through here (encode, `PerTok.quantize`, the alignment
+benchmark). A plain per-note version of the same projection lives in the tests
+(`tests/pertok/reference.py`), which check this one against it exactly.
 """
 from __future__ import annotations
 
@@ -31,44 +34,19 @@ import symusic
 
 from pertok.config import PerTokConfig
 from pertok.errors import EmptyScoreError, InvalidScoreError, PerTokError
-from pertok.events import MAX_QPM, MIN_QPM, NOTE, PEDAL, TEMPO, EventTable, check_score, four_four_index
+from pertok.events import (MAX_QPM, MIN_QPM, NOTE, PEDAL, TEMPO, EventTable, TableBatch, check_score,
+                           four_four_index)
 from pertok.timing import (BarMap, Spans, bar_spans, duration_tokens, lattice_snap, locate_bars, meter_cache,
                            onset_lattice, score_meter, snap_offsets, snap_to_values)
 from pertok.vocab import DRUM_PROGRAM, Vocabulary
 
 
-@dataclasses.dataclass
-class TableBatch:
-    """EventTables of several pieces, concatenated.
-
-    `table.bar` indexes the concatenated bars; piece i owns bars
-    `bar_offsets[i]:bar_offsets[i + 1]` and rows `event_offsets[i]:event_offsets[i + 1]`.
-    """
-
-    table: EventTable
-    bar_offsets: np.ndarray  # int64 [num_pieces + 1]
-    event_offsets: np.ndarray  # int64 [num_pieces + 1]
-    # Each event's Duration tokens when the builder already has them (`timing.split_durations`
-    # of table.duration: number of largest tokens, index of the last or -1), else None.
-    duration_tokens: tuple[np.ndarray, np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return len(self.bar_offsets) - 1
-
-    def item(self, index: int) -> EventTable:
-        """Piece `index` as a plain EventTable (bars counted from its first bar)."""
-        bars, rows = slice(*self.bar_offsets[index:index + 2]), slice(*self.event_offsets[index:index + 2])
-        table = self.table
-        columns = {name: column[rows] for name, column in table.columns().items()}
-        columns["bar"] = columns["bar"] - self.bar_offsets[index]
-        return EventTable(bars=BarMap(table.bars.starts[bars], table.bars.lengths[bars],
-                                      table.bars.time_signature[bars]), **columns)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Layout:
     """Shifts of the packed sort key's fields, least significant first: microtiming + half
-    (from bit 0), pitch, kind, track rank, not-tempo, position, bar (`events.token_order`)."""
+    (from bit 0), pitch, kind, track rank, not-tempo, position, bar: sorting by it is the token order
+    (by bar and grid position; tempo changes first; then by track, drums last; pedals before
+    notes; pitch; microtiming)."""
 
     pitch: int
     kind: int
@@ -118,7 +96,7 @@ def _snap_table(vocab: Vocabulary, length: int, denominator: int) -> np.ndarray:
 @dataclasses.dataclass
 class _Gathered:
     """Rows read from the scores, by runs (a run: one track's notes or pedals, or one score's
-    tempos, in the row order of `events._raw_events`), and per-piece facts."""
+    tempos, in that order), and per-piece facts."""
 
     times: list = dataclasses.field(default_factory=list)
     durations: list = dataclasses.field(default_factory=list)
@@ -240,7 +218,7 @@ def _refuse(rows: dict, runs: np.ndarray, gathered: _Gathered, errors: dict, bad
 
 def _snap(u: np.ndarray, denominator: int, inexact, onset, spans: Spans, piece_rows: np.ndarray,
           row_offsets: np.ndarray, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """Global bar and `_pack`ed snapping of every onset (`timing.snap_onsets`, all pieces at once)."""
+    """Global bar and `_pack`ed snapping of every onset (all pieces at once)."""
     bar, offset, per_row = locate_bars(u, denominator, spans, piece_rows, row_offsets)
     lengths = np.unique(spans.length)
     tables = [_snap_table(vocab, int(size), denominator) for size in lengths]
@@ -290,7 +268,7 @@ _PROGRAM_OF_RANK = np.array([-2, *range(128), DRUM_PROGRAM], np.int32)
 
 def _sorted_columns(bar: np.ndarray, packed: np.ndarray, static: np.ndarray, is_tempo, num_bars: int,
                     vocab: Vocabulary, runs: np.ndarray | None = None):
-    """Stable token order (`events.token_order`) and the key fields in that order: one argsort
+    """Stable token order (the packed key of `_Layout`) and the key fields in that order: one argsort
     of a packed int64 key (a lexsort when the bar numbers do not fit). With `runs` (one run
     of rows per piece, which sorting leaves in place) kind and program are spread from them."""
     layout = _layout(vocab)
@@ -371,7 +349,7 @@ def _valid_rows(scores: list[symusic.Score], vocab: Vocabulary, errors: dict) ->
 
 
 def scores_to_tables(scores: list[symusic.Score], vocab: Vocabulary) -> tuple[TableBatch, list[int], dict]:
-    """Quantize many tick-time scores at once (the projection of `events.score_to_table`).
+    """Quantize many tick-time scores at once (the projection `PerTok.quantize` describes).
 
     Returns:
       (batch, kept, errors): the tables of the scores that could be tokenized, the indices
@@ -404,3 +382,11 @@ def scores_to_tables(scores: list[symusic.Score], vocab: Vocabulary) -> tuple[Ta
     table = EventTable(bars=bars, velocity=velocity, duration=durations[0], tempo=tempo, **columns)
     batch = TableBatch(table, bar_offsets, row_offsets.astype(np.int64), (durations[1], durations[2]))
     return batch, list(gathered.index), errors
+
+
+def score_to_table(score: symusic.Score, vocab: Vocabulary) -> EventTable:
+    """One tick-time score's EventTable (`scores_to_tables` of a batch of one); raises its PerTokError."""
+    batch, _, errors = scores_to_tables([score], vocab)
+    if errors:
+        raise errors[0]
+    return batch.item(0)

@@ -17,8 +17,8 @@ from typing import Sequence, Union
 import numpy as np
 import symusic
 
-from pertok.align_grid import AlignmentWarning, BeatGrid, lay_grid
-from pertok.annotations import AnnotationError, BeatAnnotations, read_annotations
+from pertok.align.grid import AlignmentWarning, BeatGrid, lay_grid
+from pertok.align.annotations import AnnotationError, BeatAnnotations, read_annotations
 from pertok.config import PerTokConfig
 from pertok.events import MAX_QPM
 from pertok.tokenizer import SCORE_TYPES, load_score

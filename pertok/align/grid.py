@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from pertok.annotations import AnnotationError, BeatAnnotations, meter_beats
+from pertok.align.annotations import AnnotationError, BeatAnnotations, meter_beats
 from pertok.config import PerTokConfig
 from pertok.vocab import time_signatures as vocabulary_time_signatures
 

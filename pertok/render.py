@@ -1,4 +1,4 @@
-"""A TableBatch -> one symusic Score per piece (`events.table_to_score` of each, batched).
+"""Event tables -> symusic Scores: one Score per piece of a TableBatch (a single table is a batch of one).
 
 Onsets, velocities, the grouping of events into tracks, and every piece's tempo changes and
 time signatures are computed once for all pieces; per piece and per track only symusic's
@@ -13,8 +13,7 @@ import symusic
 from symusic.core import (NoteTickList, PedalTickList, ScoreTick, TempoTickList, TimeSignatureTickList,
                           TrackTick)
 
-from pertok.batch_table import TableBatch
-from pertok.events import NOTE, PEDAL, TEMPO
+from pertok.events import NOTE, PEDAL, TEMPO, EventTable, TableBatch
 from pertok.vocab import DRUM_PROGRAM, Vocabulary
 
 _RANKS = 129  # programs 0..127, then the drum kit
@@ -22,7 +21,8 @@ _TRACK_NAMES = [f"Program {program}" for program in range(128)] + ["Drums"]
 
 
 def tables_to_scores(batch: TableBatch, vocab: Vocabulary) -> list[symusic.Score]:
-    """The Score of every piece of a batch, equal to `table_to_score(batch.item(i))`."""
+    """The Score of every piece of a batch, equal to `table_to_score(batch.item(i))` (checked in the
+    tests against a per-piece reference, `tests/pertok/reference.py`)."""
     config, table = vocab.config, batch.table
     onset = table.bars.starts[table.bar] + table.position + table.microtiming * config.microtiming_step_ticks
     # Only model output can put an onset before the piece starts (a negative MicroTiming on
@@ -160,3 +160,8 @@ def _meter_rows(batch: TableBatch, vocab: Vocabulary) -> tuple:
     numerator[destination] = pairs[signature[rows], 0]
     denominator[destination] = pairs[signature[rows], 1]
     return time, numerator, denominator, new_bounds
+
+
+def table_to_score(table: EventTable, vocab: Vocabulary) -> symusic.Score:
+    """The Score one EventTable describes, at the tokenizer's resolution (`tables_to_scores` of one)."""
+    return tables_to_scores(TableBatch.of(table), vocab)[0]

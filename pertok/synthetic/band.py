@@ -1,10 +1,10 @@
 """The rhythm section of the synthetic corpus: drum grooves, bass lines and string pads."""
 import numpy as np
 
-from pertok.synthetic_parts import (Harmony, PartNotes, PhraseDynamics, chord_beat_ranges,
+from pertok.synthetic.parts import (Harmony, PartNotes, PhraseDynamics, chord_beat_ranges,
                                     close_voicing, concat_parts, part_notes, shape_velocity,
                                     steps_within)
-from pertok.synthetic_timeline import Timeline, phrase_of
+from pertok.synthetic.timeline import Timeline, phrase_of
 
 # General MIDI percussion keys.
 KICK, SNARE, CLOSED_HAT, PEDAL_HAT, OPEN_HAT, CRASH, RIDE = 36, 38, 42, 44, 46, 49, 51

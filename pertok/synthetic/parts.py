@@ -1,14 +1,14 @@
 """Pitched parts of the synthetic corpus: harmony, piano, melody, bass, pad and dynamics.
 
 Parts are written in score time (quarter notes, on the 16th and 8th-triplet grid); microtiming
-and ticks come later, in `synthetic_timeline.performed_ticks`.
+and ticks come later, in `timeline.performed_ticks`.
 """
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from pertok.synthetic_timeline import METERS, Timeline, beat_of, phrase_of
+from pertok.synthetic.timeline import METERS, Timeline, beat_of, phrase_of
 
 MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
 NATURAL_MINOR_SCALE = np.array([0, 2, 3, 5, 7, 8, 10])
