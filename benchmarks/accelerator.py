@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import attention as attention_bench  # noqa: E402
 from benchmarks.train_step import time_steps  # noqa: E402
+from benchmarks.results import add_argument, recorded  # noqa: E402
 from experiments import config_file  # noqa: E402
 from perceivers import Decoder, PerceiverSTask, SampleSettings, build_model  # noqa: E402
 from perceivers.model import flops_per_token  # noqa: E402
@@ -163,7 +164,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--impls", default="", help="attention impls (default: per platform)")
     parser.add_argument("--seq_lens", default="", help="attention S list (default: per sizes)")
     parser.add_argument("--buckets", type=int, default=0, help="train-step lengths (0: per sizes)")
+    add_argument(parser)
     args = parser.parse_args(argv)
+    with recorded(args.results, "Accelerator: attention kernels, PerceiverS train step and sampling"):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> dict:
     backend, device = jax.default_backend(), jax.devices()[0].device_kind
     tiny = args.tiny or backend == "cpu"
     sizes = TINY if tiny else ACCELERATOR

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.results import add_argument, recorded
 from layers.attention import attention
 
 ALL_IMPLS = ("xla", "blockwise", "pallas", "cudnn")
@@ -50,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="skip pallas's causal branch above this S (default off GPU: "
                              "4096, interpret mode is slow; the window branch always runs)")
     parser.add_argument("--quick", action="store_true", help="S in 1k..4k, one repeat")
+    add_argument(parser)
     args = parser.parse_args(argv)
     bad = sorted(set(args.impls) - set(ALL_IMPLS)) + sorted(set(args.branches) - set(BRANCHES))
     if bad:
@@ -180,6 +182,11 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    with recorded(args.results, "Attention kernels: time and memory against the key length"):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     backend = jax.default_backend()
     args.dtype = args.dtype or ("bfloat16" if backend == "gpu" else "float32")
     if args.xla_max_seq is None and backend != "gpu":

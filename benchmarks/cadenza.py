@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.results import add_argument, recorded  # noqa: E402
 from composer import (composition_view, conditions_of, idea_example, select_bars,  # noqa: E402
                       variation_latents)
 from evaluation.similarity import chroma_similarity, groove_similarity  # noqa: E402
@@ -162,6 +163,13 @@ def own_other(matrix: np.ndarray) -> tuple[float, float]:
     return float(np.mean(np.diag(matrix))), float(off.mean()) if n > 1 else 0.0
 
 
+def _or_zero(similarity, reference, variation) -> float:
+    """`similarity(reference, variation)`, 0 for a variation without notes."""
+    if variation is None or variation.note_num() == 0:
+        return 0.0
+    return float(similarity(reference, variation))
+
+
 def similarity_matrices(composer, tokenizer: PerTok, scores: list, mu, prefixes: np.ndarray,
                         variations: int, strength: float, rng: jax.Array) -> tuple[np.ndarray, np.ndarray]:
     """[variations of input i against input j] mean chroma and groove similarity at `strength`
@@ -172,10 +180,11 @@ def similarity_matrices(composer, tokenizer: PerTok, scores: list, mu, prefixes:
         z = variation_latents(jax.random.fold_in(rng, i), mu[i], variations, strength)
         varied, _ = compose(composer, tokenizer, z, jax.random.fold_in(rng, n + i), 1.0, 0.9,
                             prefix=prefixes[i])
-        varied = [tokenizer.decode(ids, view="composition") for ids in varied if len(ids)]
+        # A variation with no notes scores 0, as `vary` scores it (dropping it would flatter the mean).
+        varied = [tokenizer.decode(ids, view="composition") if len(ids) else None for ids in varied]
         for j in range(n):
-            chroma[i, j] = np.mean([chroma_similarity(scores[j], v) for v in varied]) if varied else 0.0
-            groove[i, j] = np.mean([groove_similarity(scores[j], v) for v in varied]) if varied else 0.0
+            chroma[i, j] = np.mean([_or_zero(chroma_similarity, scores[j], v) for v in varied])
+            groove[i, j] = np.mean([_or_zero(groove_similarity, scores[j], v) for v in varied])
     return chroma, groove
 
 
@@ -225,7 +234,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strengths", default="0.25,0.5,1.0",
                         help="comma-separated variation strengths for the similarity sweep")
+    add_argument(parser)
     args = parser.parse_args()
+    with recorded(args.results, "Cadenza on held-out inputs: the Performer against its baselines, the Composer's reconstruction and similarity"):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     tokenizer = PerTok()
     files = sorted(find_midi_files(args.inputs))[:args.max_inputs] if os.path.isdir(args.inputs) else []
     if len(files) < 2:
@@ -249,7 +264,49 @@ def main() -> None:
         result["composer_inputs_sharing_a_folder"] = shared_folders(names, seen)
         result["composer"] = composer_report(composer, tokenizer, pieces, args.variations, args.seed,
                                              tuple(float(x) for x in args.strengths.split(",") if x))
+    print_tables(result)
     print(json.dumps(result))
+
+
+PERFORMER_ROWS = (("level", "told the piece's level, held to it (the default)"),
+                  ("level_unheld", "told the piece's level, not held"),
+                  ("level_mode", "told the level, not held, most likely token"),
+                  ("no_level", "the model alone: no level"))
+
+
+def print_tables(result: dict) -> None:
+    """The result as markdown tables (the JSON line after it holds every number)."""
+    print(f"{result['inputs']} inputs.")
+    if "performer" in result:
+        report, base = result["performer"], result["performer"]["baselines"]
+        print(f"\nPerformer: {base['notes']} notes; inputs in its training split "
+              f"{result['performer_leaked_inputs']}, sharing a folder with it {result['performer_inputs_sharing_a_folder']}.\n")
+        print("| Performer, greedy | velocity MAE | velocity r, pooled | velocity r, within pieces "
+              "| microtiming MAE (bins) | velocity / microtiming histogram overlap |")
+        print("|---|---|---|---|---|---|")
+        for key, label in PERFORMER_ROWS:
+            row = report[key]
+            print(f"| {label} | {row['velocity_mae']:.2f} | {row['velocity_correlation']:.3f} | "
+                  f"{row['velocity_correlation_within_pieces']:.3f} | {row['microtiming_mae_bins']:.3f} | "
+                  f"{row['velocity_overlap']:.2f} / {row['microtiming_overlap']:.2f} |")
+        print(f"| constant: the training split's mean velocity ({base['training_mean_velocity']:.1f}) | "
+              f"{base['velocity_mae_training_mean']:.2f} | | | | |")
+        print(f"| constant: the piece's own mean velocity | {base['velocity_mae_piece_mean']:.2f} | | | | |")
+        print(f"| microtiming always 0 (on the grid) | | | | {base['microtiming_mae_zero_bins']:.3f} | |")
+    if "composer" in result:
+        report = result["composer"]
+        print(f"\nComposer: inputs in its training split {result['composer_leaked_inputs']}, sharing a folder "
+              f"with it {result['composer_inputs_sharing_a_folder']}; identical greedy outputs "
+              f"{report['identical_greedy_outputs']}.\n")
+        print("| Composer, each input's first idea | own input | other inputs | gap |")
+        print("|---|---|---|---|")
+        f1_row = report["f1_strength0"]
+        print(f"| note F1 (onset, pitch), strength 0, greedy | {f1_row['own']:.3f} | {f1_row['other']:.3f} | "
+              f"{f1_row['gap']:.3f} |")
+        for strength, row in report["similarity_by_strength"].items():
+            for name in ("chroma", "groove"):
+                print(f"| {name} similarity, strength {strength} | {row[name]['own']:.3f} | "
+                      f"{row[name]['other']:.3f} | {row[name]['gap']:.3f} |")
 
 
 if __name__ == "__main__":

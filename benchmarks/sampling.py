@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.results import add_argument, recorded  # noqa: E402
 from experiments import config_file  # noqa: E402
 from perceivers import Decoder, SampleSettings, build_model, sample_tokens  # noqa: E402
 from pertok import PerTok  # noqa: E402
@@ -154,7 +155,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--recompute_tokens", type=int, default=3,
                         help="recomputed tokens timed; 0 skips the recompute baseline")
     parser.add_argument("--dtype", default="float32", help="compute dtype (CPU: float32)")
+    add_argument(parser)
     args = parser.parse_args(argv)
+    with recorded(args.results, 'PerceiverS sampling speed and the real-time factor'):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     backend = jax.default_backend()
     device = jax.devices()[0].device_kind
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

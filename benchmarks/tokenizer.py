@@ -22,6 +22,7 @@ from pathlib import Path
 
 import symusic
 
+from benchmarks.results import add_argument, recorded
 from pertok import PerTok, PerTokConfig
 from pertok.store import find_midi_files
 
@@ -164,7 +165,13 @@ def main() -> None:
     parser.add_argument("--compactness", action="store_true", help="tokens per note vs MidiTok tokenizers")
     parser.add_argument("--repeats", type=int, default=3, help="best of N for our timings and the parse")
     parser.add_argument("--seed", type=int, default=0)
+    add_argument(parser)
     args = parser.parse_args()
+    with recorded(args.results, "PerTok encode and decode speed against symusic's parse (and MidiTok)"):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
 
     ours = PerTok(PerTokConfig())
     results = {}

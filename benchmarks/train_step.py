@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.results import add_argument, recorded  # noqa: E402
 from experiments import config_file  # noqa: E402
 from perceivers import PerceiverSTask  # noqa: E402
 from pertok import PerTok  # noqa: E402
@@ -79,7 +80,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps after the compiling one")
     parser.add_argument("--dtype", default="", help="'' = the config's (float32 on CPU)")
     parser.add_argument("--set", action="append", default=[], help="key=value (model.remat=True)")
+    add_argument(parser)
     args = parser.parse_args(argv)
+    with recorded(args.results, 'PerceiverS train step time and MFU'):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     backend, device = jax.default_backend(), jax.devices()[0].device_kind
     config = config_file.load_config(
         f"{os.path.dirname(__file__)}/../experiments/configs/perceivers.py:{args.variant}")

@@ -94,7 +94,9 @@ class PerceiverSTask:
         check(0 < c.query_length <= c.context_length,
               f"model.query_length={c.query_length} must lie in 1..model.context_length="
               f"{c.context_length}")
-        check(c.scale_window >= 0, f"model.scale_window={c.scale_window} must be >= 0 (0 = none)")
+        check(0 <= c.scale_window <= c.context_length,
+              f"model.scale_window={c.scale_window} must lie in 0..model.context_length={c.context_length} "
+              f"(0 = none; a window as long as the context is full attention)")
         check(c.combination in COMBINATIONS,
               f"model.combination={c.combination!r} must be one of {COMBINATIONS}")
         check(c.get("scale_mask", "sliding") in SCALE_MASKS,

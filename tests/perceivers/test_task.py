@@ -109,3 +109,20 @@ def test_train_two_steps_then_generate_writes_midi(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("0 of the generated tokens dropped by decoding (sampled under PerTok's "
                          "grammar)") == 2 and paths[0] in printed
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model.scale_window": 33}, "model.scale_window=33 must lie in 0..model.context_length=32"),
+    ({"model.scale_window": -1}, "model.scale_window=-1 must lie in 0..model.context_length=32"),
+    ({"model.query_length": 33}, "model.query_length=33 must lie in 1..model.context_length=32"),
+])
+def test_impossible_points_are_refused_in_one_line(overrides, message):
+    task, _ = _tiny_task(**overrides)
+    with pytest.raises(ValueError) as error:
+        task.validate()
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_a_window_as_long_as_the_context_is_allowed():
+    task, _ = _tiny_task(**{"model.scale_window": L})
+    task.validate()
