@@ -11,7 +11,7 @@ one: no accelerator was lent so far) it measures
      `data.buckets` batches them): target and context tokens/s, all of them real (random
      tokens, no padding), and MFU from the FLOPs of that context length;
   3. cached sampling tokens/s of `base` at L (`benchmarks/sampling.py`'s timer).
-It writes one JSON file and prints the README table. On a CPU it runs the same code at tiny
+It writes one JSON file and prints a markdown table (`--results PATH` writes it as a results page). On a CPU it runs the same code at tiny
 sizes (pallas and splash in their interpreters), so that CI keeps it working; those numbers
 are no measurement of anything.
 """
@@ -136,7 +136,7 @@ def sampling_row(sizes: Sizes, vocab_size: int) -> dict:
 
 
 def readme_table(result: dict) -> str:
-    """The markdown the README quotes: attention, train step and sampling rows."""
+    """A markdown table of the result: attention, train step and sampling rows."""
     z = result["sizes"]
     lines = [f"Device: {result['device']} ({result['backend']}), jax {result['jax']}.", "",
              f"| attention (B=1, T={z['query_length']}, W={z['window']}, H={z['heads']}, "

@@ -154,6 +154,11 @@ def print_section(name: str, result: dict) -> None:
         print(f"  speedup vs MidiTok, same files: encode {result['encode_speedup_vs_miditok']:.1f}x per file, "
               f"{result['encode_batch_speedup_vs_miditok']:.1f}x batched; decode "
               f"{result['decode_speedup_vs_miditok']:.1f}x per file, {result['decode_batch_speedup_vs_miditok']:.1f}x batched")
+    if "compactness" in result:
+        print(f"\n| {name}: tokenizer | vocabulary | tokens per note |\n|---|---|---|")
+        for row in result["compactness"]:
+            print(f"| {row['tokenizer']} | {row['vocab']} | {row['tokens_per_note']:.2f} |")
+        print()
 
 
 def main() -> None:

@@ -1,12 +1,23 @@
-"""Walk the README: every command line in its ```bash blocks runs from a fresh state, in the
-README's order, at tiny sizes (few steps, few tokens, the built-in corpus).
+"""Walk the documentation: every command line in the ```bash blocks of README.md and of each
+`docs/` page runs from a fresh state, in the order of PAGES, at tiny sizes (few steps, few
+tokens, the built-in corpus).
 
-The commands are read from README.md itself, so a command that is documented and broken fails
-here. Placeholders (IN.mid, DIR, ...) become small generated files; `[optional]` parts are
-dropped; real-data folders (../shared/midi) become a generated folder; a run's size is shrunk
-with `--config.` overrides appended to the documented line. Nothing runs twice: a command equal
-to an earlier one after these rewrites is skipped. Benchmark scripts are left out: they measure
-real data (and MidiTok, an optional extra) and are not part of a user's path.
+The commands are read from the pages themselves, so a command that is documented and broken
+fails here. Placeholders (IN.mid, song.mid, DIR, ...) become small generated files, also as
+the value of a `--flag=VALUE`; `[optional]` parts are dropped; real-data folders
+(../shared/midi) become a generated folder; a run's size is shrunk with `--config.` overrides
+appended to the documented line, and a `small`/`base` run is only checked (`--mode=check`).
+Nothing runs twice: a command equal to an earlier one after these rewrites is skipped, so a
+page may repeat a README command. Benchmarks are left out: they measure real data (and
+MidiTok, an optional extra) and are not part of a user's path.
+
+The pages are walked in one order, README first, because a later page may use what an earlier
+one made: the README trains `runs/composer-tiny` and `runs/performer-tiny` before its
+`--mode=vary`, and `docs/cadenza.md` varies with them again.
+
+A fast test checks every relative link of the same pages: the file (and heading) must exist,
+except under `docs/results/`, whose pages the benchmarks write; a link there must name one of
+RESULTS.
 """
 from __future__ import annotations
 
@@ -20,7 +31,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+
+# The walk's order: the README's paths first, then each part's page; every docs/*.md is here.
+PAGES = ("README.md", "docs/tokenizer.md", "docs/training.md", "docs/perceivers.md",
+         "docs/cadenza.md", "docs/evaluation.md", "docs/layers.md", "docs/benchmarks.md")
+
+# The results pages that the benchmarks write under docs/results/ (`--results PATH`); the docs
+# may link one before a run has written it.
+RESULTS = ("alignment.md", "tokenizer.md", "tokenizer_compactness.md", "attention_cpu.md", "sampling.md",
+           "train_step_cpu.md", "evaluation_asap_halves.md", "cadenza_heldout22.md")
 
 # Appended to every documented `experiments.main` line: sizes a 2-core CI machine runs in seconds.
 SHRINK = {
@@ -36,7 +55,7 @@ SHRINK = {
 
 
 def readme_commands(readme: str) -> list[str]:
-    """The shell commands of the README's bash blocks, continuations joined, `&&` split."""
+    """The shell commands of a page's bash blocks, continuations joined, `&&` split."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -47,8 +66,14 @@ def readme_commands(readme: str) -> list[str]:
     return commands
 
 
+def page_commands() -> list[tuple[str, str]]:
+    """(page, command) of every page in PAGES, in walking order."""
+    return [(page, command) for page in PAGES
+            for command in readme_commands((REPO / page).read_text())]
+
+
 class Walk:
-    """Rewrites the README's lines for a temporary folder and runs them in order."""
+    """Rewrites the pages' lines for a temporary folder and runs them in order."""
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
@@ -63,6 +88,7 @@ class Walk:
             for k in range(400)))
         self.placeholders = {
             "IN.mid": str(first), "INPUT.mid": str(first), "VARIATION.mid": str(first),
+            "song.mid": str(first),
             "OUT.json": str(tmp / "tokens.json"), "IN.json": str(tmp / "tokens.json"),
             "OUT.mid": str(tmp / "out.mid"), "DIR": str(self.midi), "STORE": str(tmp / "store"),
             "ALIGNED_STORE": str(tmp / "aligned_store"),
@@ -71,21 +97,17 @@ class Walk:
         }
 
     def rewrite(self, command: str) -> list[str] | None:
-        """The argv to run for a README line, or None when there is nothing (new) to run."""
+        """The argv to run for a documented line, or None when there is nothing (new) to run."""
         command = re.sub(r"\s\[[^\]]*\]", "", command)  # optional parts
         command = re.sub(r"(?<![\w/.-])(runs/|/tmp/)",
                          lambda m: f"{self.tmp}/{'runs/' if m.group(1) == 'runs/' else ''}", command)
         command = re.sub(r"\.\./shared/midi/\S*", str(self.midi), command)
         command = command.replace("builtin-64", "builtin-8")
-        argv = [self.placeholders.get(word, word) for word in shlex.split(command)]
-        if argv[:1] == ["pip"] or argv == ["pytest"]:
+        argv = [self._placeholder(word) for word in shlex.split(command)]
+        if argv[:1] in (["pip"], ["pytest"]):
             return None  # the install is CI's own first step; the tests are this run
-        if any(word.startswith("benchmarks/") for word in argv):
+        if any(word.startswith(("benchmarks/", "benchmarks.")) for word in argv):
             return None  # measurements on real data (and MidiTok, an optional extra)
-        key = " ".join(argv)
-        if key in self.seen:
-            return None
-        self.seen.add(key)
         if argv[:1] == ["python"]:
             argv[0] = sys.executable
         if argv[1:3] == ["-m", "experiments.main"]:
@@ -93,9 +115,23 @@ class Walk:
             if not spec.endswith(":tiny"):
                 # Larger variants (small, base) run the same code as tiny at other sizes: a
                 # user's command line of theirs is checked, not trained.
-                return [*(a for a in argv if not a.startswith("--mode=")), "--mode=check"]
-            argv += self._shrink(argv)
+                argv = [*(a for a in argv if not a.startswith("--mode=")), "--mode=check"]
+            else:
+                argv += self._shrink(argv)
+        key = " ".join(argv)
+        if key in self.seen:
+            return None
+        self.seen.add(key)
         return argv
+
+    def _placeholder(self, word: str) -> str:
+        """A placeholder word, or the placeholder value of a `--flag=VALUE`, made real."""
+        if word in self.placeholders:
+            return self.placeholders[word]
+        flag, equals, value = word.partition("=")
+        if equals and flag.startswith("--") and value in self.placeholders:
+            return f"{flag}={self.placeholders[value]}"
+        return word
 
     def _shrink(self, argv: list[str]) -> list[str]:
         flags = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
@@ -111,24 +147,69 @@ class Walk:
         return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_every_readme_command_runs_in_order(tmp_path):
+@pytest.mark.slow
+def test_every_documented_command_runs_in_order(tmp_path):
     walk = Walk(tmp_path)
-    commands = readme_commands((REPO / "README.md").read_text())
-    assert len(commands) >= 20, "the README's command blocks were not found"
+    commands = page_commands()
+    readme = [command for page, command in commands if page == "README.md"]
+    assert len(readme) >= 10 and len(commands) >= 40, "the pages' command blocks were not found"
     ran, failures = [], []
-    for command in commands:
+    for page, command in commands:
         argv = walk.rewrite(command)
         if argv is None:
             continue
         result = walk.run(argv)
         ran.append(command)
         if result.returncode != 0 or "Traceback" in result.stderr:
-            failures.append(f"README command failed ({result.returncode}): {command}\n"
+            failures.append(f"{page} command failed ({result.returncode}): {command}\n"
                             f"ran: {shlex.join(argv)}\n{result.stdout[-1500:]}\n{result.stderr[-2500:]}")
     assert not failures, "\n\n".join(failures)
-    assert any("--mode=eval" in c for c in ran) and any("--mode=generate" in c for c in ran)
+    for mode in ("--mode=eval", "--mode=generate", "--mode=vary", "--mode=check"):
+        assert any(mode in c for c in ran), f"no documented command with {mode} ran"
 
 
+def test_every_docs_page_is_walked():
+    pages = {f"docs/{path.name}" for path in (REPO / "docs").glob("*.md")}
+    assert pages == set(PAGES) - {"README.md"}, "PAGES must list every docs/*.md page"
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to -."""
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", text, flags=re.S), re.M)}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_relative_links_resolve(page):
+    text = (REPO / page).read_text()
+    links = re.findall(r"\[[^\]]*\]\(([^)\s]+)\)", re.sub(r"```.*?```", "", text, flags=re.S))
+    bad = []
+    for link in links:
+        if re.match(r"[a-z]+:", link):
+            continue  # http(s), mailto: not this test's to check
+        path, _, anchor = link.partition("#")
+        target = ((REPO / page).parent / path if path else REPO / page).resolve()
+        if not target.is_relative_to(REPO):
+            bad.append(f"{link}: outside the repository")
+            continue
+        relative = target.relative_to(REPO).as_posix()
+        if relative.startswith("docs/results/"):
+            if relative.removeprefix("docs/results/") not in RESULTS or anchor:
+                bad.append(f"{link}: not one of the results pages {RESULTS}")
+        elif not target.exists():
+            bad.append(f"{link}: {relative} does not exist")
+        elif anchor and anchor not in heading_anchors(target.read_text()):
+            bad.append(f"{link}: {relative} has no heading #{anchor}")
+    assert not bad, f"{page}: " + "; ".join(bad)
+
+
+def test_readme_links_every_results_page():
+    readme = (REPO / "README.md").read_text()
+    missing = [name for name in RESULTS if f"(docs/results/{name})" not in readme]
+    assert not missing, f"the README's results table lacks {missing}"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["lm", "perceivers", "composer", "performer", "cadenza"])
 def test_check_mode_of_every_config(config):
     result = subprocess.run([sys.executable, "-m", "experiments.main",
@@ -138,6 +219,7 @@ def test_check_mode_of_every_config(config):
     assert "valid" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--config.train.steps=abc"], "invalid literal for int"),
     (["--config.train.stepz=3"], "nearest valid keys: train.steps"),

@@ -15,7 +15,7 @@ VARIANTS = ("tiny", "small", "base")
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Variants: `tiny` (2-core CPU, built-in corpus, a minute or two), `small` (2-core CPU, at
-    most 45 minutes: the size the README's targets are measured at) and `base` (default, one GPU)."""
+    most 45 minutes: the size the Cadenza results are measured at) and `base` (default, one GPU)."""
     c, variant = new_config("performer", "performer.py", arg, VARIANTS)  # task, seed, model block
     size = lambda tiny, small, base: {"tiny": tiny, "small": small, "base": base}[variant]  # noqa: E731
     c.model.context_length = size(256, 256, 1024)  # tokens per window (level + whole bars)
