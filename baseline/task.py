@@ -12,6 +12,16 @@ from layers import transformer_config_errors
 from pertok.grammar import Grammar
 
 
+def framed(piece: np.ndarray, start: int, stop: int, bos_id: int, eos_id: int) -> np.ndarray:
+    """Positions start .. stop - 1 of BOS + piece + EOS, reading only that slice."""
+    stop = min(stop, len(piece) + 2)
+    parts = [[bos_id]] if start == 0 else []
+    parts.append(piece[max(start - 1, 0): min(stop - 1, len(piece))])
+    if stop == len(piece) + 2:
+        parts.append([eos_id])
+    return np.concatenate(parts).astype(np.int32)
+
+
 class WindowSampler:
     """Cuts BOS + piece + EOS into windows of `context_length + 1` tokens at stride
     `context_length`, so every token of the split is a target exactly once per epoch."""
@@ -31,13 +41,7 @@ class WindowSampler:
         return len(self.windows)
 
     def _window(self, piece: np.ndarray, start: int) -> np.ndarray:
-        """Positions start .. start + context of BOS + piece + EOS, reading only that slice."""
-        stop = min(start + self.context_length + 1, len(piece) + 2)
-        parts = [[self.bos_id]] if start == 0 else []
-        parts.append(piece[max(start - 1, 0): min(stop - 1, len(piece))])
-        if stop == len(piece) + 2:
-            parts.append([self.eos_id])
-        return np.concatenate(parts).astype(np.int32)
+        return framed(piece, start, start + self.context_length + 1, self.bos_id, self.eos_id)
 
     def example(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         del rng  # windows are fixed; augmentation is the harness's
@@ -85,6 +89,27 @@ class LMTask:
         loss = (losses_BxT * weights_BxT).sum() / count
         correct_BxT = logits_BxTxV.argmax(-1) == batch["targets"]
         return loss, {"accuracy": (correct_BxT * weights_BxT).sum() / count}
+
+    def token_losses(self, params, batch) -> jax.Array:
+        """Cross-entropy in nats of every position, float32 [B, C] (`training.heldout`)."""
+        logits_BxTxV = self.model.apply({"params": params}, batch["inputs"], train=False)
+        return optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV.astype(jnp.float32), batch["targets"])
+
+    def heldout_example(self, tokens: np.ndarray, first_target: int, stop: int) -> dict[str, np.ndarray]:
+        """Targets first_target .. stop - 1 scored from the window of the C inputs that ends at
+        stop - 1 (from the piece's start while it is shorter): `training.heldout`'s protocol."""
+        C = self.context_length
+        if not 0 < stop - first_target <= C:
+            raise ValueError(f"a held-out block of {stop - first_target} targets does not fit context_length={C}")
+        start = max(0, stop - C)
+        window = framed(tokens, start, stop + 1, self.bos_id, self.eos_id)  # inputs and their targets
+        inputs = np.full(C, self.pad_id, np.int32)
+        targets = np.full(C, self.pad_id, np.int32)
+        inputs[:len(window) - 1], targets[:len(window) - 1] = window[:-1], window[1:]
+        positions = start + np.arange(C)
+        scored = (positions >= first_target) & (positions < stop)
+        return {"inputs": inputs, "targets": targets, "weights": scored.astype(np.float32),
+                "positions": np.where(scored, positions, -1).astype(np.int32)}
 
     def sampler(self, pieces) -> WindowSampler:
         return WindowSampler(pieces, self.context_length, self.pad_id, self.bos_id, self.eos_id)

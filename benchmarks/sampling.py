@@ -3,10 +3,13 @@ every new token and against the rate at which real music is played.
 
     python benchmarks/sampling.py [--variants=tiny,base] [--context_lengths=2048,8192]
         [--music_dir=../shared/midi/asap/performances] [--rounds=2] [--repeats=3]
-        [--recompute_tokens=3] [--dtype=float32]
+        [--recompute_tokens=3] [--dtype=float32] [--no_grammar] [--results PATH]
 
 Each variant's model is the config's (`experiments/configs/perceivers.py`, random weights) at
-each context length L (default: the variant's own); batch 1. The cached path is timed over
+each context length L (default: the variant's own); batch 1. Sampling follows PerTok's grammar,
+as every user samples (`--no_grammar` times unconstrained decoding), after a grammatical prompt
+of up to L tokens (built-in pieces, encoded one after another, cut after a whole note). The
+recompute baseline samples without the grammar: its cost is the forward pass. The cached path is timed over
 whole rounds (one latent reset, a full forward pass with `reset_fill` latents, then
 N - reset_fill cached steps), so resets are included at their steady-state rate; best of
 `--repeats`. Compilation is excluded. With `--music_dir`, the music's rate is the median over
@@ -33,6 +36,7 @@ from benchmarks.results import add_argument, recorded  # noqa: E402
 from experiments import config_file  # noqa: E402
 from perceivers import Decoder, SampleSettings, build_model, sample_tokens  # noqa: E402
 from pertok import PerTok  # noqa: E402
+from pertok.grammar import Grammar  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "experiments",
                       "configs", "perceivers.py")
@@ -65,20 +69,38 @@ def music_tokens_per_s(music_dir: str, tokenizer: PerTok) -> dict:
                 music_tokens_per_s_p90=float(p90))
 
 
+def grammatical_prompt(tokenizer: PerTok, length: int) -> np.ndarray:
+    """int32 [1, P <= length]: built-in pieces encoded back to back, cut before a group head (so
+    after a whole note), checked by strict decoding."""
+    from pertok import TokenType
+    from pertok.synthetic import generate_score
+
+    parts, total, seed = [], 0, 0
+    while total <= length:
+        ids = tokenizer.encode(generate_score(seed))
+        parts.append(ids)
+        total, seed = total + len(ids), seed + 1
+    tokens = np.concatenate(parts)[:length + 1]
+    heads = (TokenType.BAR, TokenType.TIME_SHIFT, TokenType.PROGRAM, TokenType.PITCH, TokenType.DRUM_PITCH)
+    cut = int(np.flatnonzero(np.isin(tokenizer.token_types(tokens), heads))[-1])
+    tokenizer.decode(tokens[:cut])  # strict: raises if the prompt is not grammatical
+    return tokens[None, :cut].astype(np.int32)
+
+
 def random_params(model, context_length: int, seed: int = 0):
     init = jax.jit(lambda key, ids: model.init(key, ids)["params"])
     return init(jax.random.key(seed), jnp.zeros((1, context_length), jnp.int32))
 
 
 def cached_tokens_per_s(model, params, context_length: int, rounds: int, repeats: int,
-                        prompt) -> tuple[float, float]:
+                        prompt, grammar=None) -> tuple[float, float]:
     """Steady-state (tokens per wall second, tokens per CPU second of this process) of
     `Decoder.generate` over whole reset-and-step rounds, best of `repeats`.
 
     On a machine shared with other jobs the wall rate drops with their load; the CPU rate
     does not, and bounds the rate on an idle machine from below (XLA's threads only add).
     """
-    decoder = Decoder(model, context_length)
+    decoder = Decoder(model, context_length, grammar=grammar)
     per_round = decoder.steps_per_reset + 1
     rounds = max(rounds, math.ceil(MIN_TIMED_TOKENS / per_round))
     settings, key = SampleSettings(temperature=1.0, top_p=0.95), jax.random.key(0)
@@ -115,25 +137,26 @@ def recompute_tokens_per_s(model, params, context_length: int, num_tokens: int, 
     return num_tokens / (time.perf_counter() - start)
 
 
-def measure(variant: str, context_length: int, args, vocab_size: int) -> dict:
+def measure(variant: str, context_length: int, args, tokenizer: PerTok) -> dict:
     """One row: cached (and recomputed) tokens/s of `variant` at `context_length`."""
     config = config_file.load_config(f"{CONFIG}:{variant}")
     own_length = context_length == config.model.context_length
     config.model.context_length = context_length
     config.model.dtype = args.dtype
-    model = build_model(config.model, vocab_size)
+    model = build_model(config.model, tokenizer.vocab_size)
     params = random_params(model, context_length)
-    prompt = np.random.default_rng(0).integers(4, vocab_size, (1, context_length))
-    prompt = prompt.astype(np.int32)
+    prompt = grammatical_prompt(tokenizer, context_length)
+    grammar = None if args.no_grammar else Grammar(tokenizer, "full")
     cached, cached_cpu = cached_tokens_per_s(model, params, context_length, args.rounds,
-                                             args.repeats, prompt)
+                                             args.repeats, prompt, grammar)
     row = dict(variant=variant, context_length=context_length, own_context_length=own_length,
                query_length=model.query_length, scale_window=model.scale_window,
                scale_mask=model.scale_mask, d_model=model.d_model, num_layers=model.num_layers,
-               dtype=args.dtype, cached_tokens_per_s=cached,
+               dtype=args.dtype, grammar=grammar is not None, prompt_tokens=int(prompt.shape[1]),
+               cached_tokens_per_s=cached,
                cached_tokens_per_cpu_s=cached_cpu, load_average=os.getloadavg()[0])
     line = f"{variant:5s} L={context_length:6d} N={model.query_length} W={model.scale_window}: " \
-           f"cached {cached:9.1f} tokens/s ({cached_cpu:.1f} per CPU second)"
+           f"cached{' under the grammar' if grammar is not None else ''} {cached:9.1f} tokens/s ({cached_cpu:.1f} per CPU second)"
     if args.recompute_tokens > 0:
         recompute = recompute_tokens_per_s(model, params, context_length,
                                            args.recompute_tokens, prompt)
@@ -155,6 +178,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--recompute_tokens", type=int, default=3,
                         help="recomputed tokens timed; 0 skips the recompute baseline")
     parser.add_argument("--dtype", default="float32", help="compute dtype (CPU: float32)")
+    parser.add_argument("--no_grammar", action="store_true", help="time unconstrained decoding instead")
     add_argument(parser)
     args = parser.parse_args(argv)
     with recorded(args.results, 'PerceiverS sampling speed and the real-time factor'):
@@ -180,7 +204,7 @@ def run(args: argparse.Namespace) -> None:
     for variant in args.variants.split(","):
         own = config_file.load_config(f"{CONFIG}:{variant}").model.context_length
         for length in [own] + [v for v in given if v != own]:  # its own L always, first
-            results.append(measure(variant, length, args, tokenizer.vocab_size))
+            results.append(measure(variant, length, args, tokenizer))
     for row in results:
         if args.music_dir and row["own_context_length"]:
             music = summary["music_tokens_per_s_median"]

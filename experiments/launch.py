@@ -64,6 +64,8 @@ def run(config, workdir: str, mode: str = "train", argv: Sequence[str] = ()) -> 
                                            trainer.checkpoints.directory, argv))
             return None
         results = trainer.evaluate_latest()
+        from experiments.heldout import report_heldout
+        report_heldout(config, workdir, task, trainer)
         if jax.process_index() == 0:
             from experiments.sample_report import report_samples
             report_samples(config, workdir, store)

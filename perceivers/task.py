@@ -12,7 +12,7 @@ from layers import IMPLEMENTATIONS, rotary_dim, transformer_config_errors
 from layers.masks import SCALE_MASKS
 from perceivers.model import COMBINATIONS, PerceiverS, flops_per_token
 from perceivers.sample import Decoder
-from perceivers.segmentation import SEGMENTATIONS, make_sampler
+from perceivers.segmentation import SEGMENTATIONS, make_sampler, window_example
 from pertok.grammar import Grammar
 
 
@@ -67,6 +67,25 @@ class PerceiverSTask:
         correct_BxN = logits_BxNxV.argmax(-1) == batch["targets"]
         return loss, {"accuracy": (correct_BxN * weights_BxN).sum() / count,
                       "bits_per_token": loss / math.log(2.0)}
+
+    def token_losses(self, params, batch) -> jax.Array:
+        """Cross-entropy in nats of every latent's target, float32 [B, N] (`training.heldout`)."""
+        inputs_BxL = batch["inputs"]
+        logits_BxNxV = self.model.apply({"params": params}, inputs_BxL, inputs_BxL != self.pad_id,
+                                        deterministic=True)
+        return optax.softmax_cross_entropy_with_integer_labels(logits_BxNxV.astype(jnp.float32), batch["targets"])
+
+    def heldout_example(self, tokens: np.ndarray, first_target: int, stop: int) -> dict[str, np.ndarray]:
+        """Targets first_target .. stop - 1 from the window of up to L inputs ending at stop - 1:
+        at stride N these are effective segmentation's examples, whatever the run trained with."""
+        L, N = self.context_length, self.query_length
+        if not 0 < stop - first_target <= N:
+            raise ValueError(f"a held-out block of {stop - first_target} targets does not fit query_length={N}")
+        example = window_example(tokens, max(0, stop - L), stop, first_target, L, N, self.pad_id, self.bos_id,
+                                 self.eos_id)
+        positions = stop - N + np.arange(N)
+        example["positions"] = np.where(example["weights"] > 0, positions, -1).astype(np.int32)
+        return example
 
     def sampler(self, pieces):
         return make_sampler(self.segmentation, pieces, self.context_length, self.query_length,

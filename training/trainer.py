@@ -60,6 +60,7 @@ class Trainer:
                          "without buckets), %d steps per epoch", self.train_data.lengths,
                          100 * report["padding_fraction"], 100 * report["padding_fraction_unbucketed"],
                          report["steps_per_epoch"])
+        self.valid_pieces = valid_pieces
         self.valid_data = (StepSampler(task.sampler(valid_pieces), config.seed, shuffle=False)
                            if len(valid_pieces) else None)
         self.data_hash = content_hash(pieces)

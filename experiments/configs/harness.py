@@ -77,6 +77,14 @@ def add_sample(c: ml_collections.ConfigDict, num_tokens: int) -> ml_collections.
     return c.sample
 
 
+def add_heldout(c: ml_collections.ConfigDict, stride: int, buckets: str, max_tokens: int) -> None:
+    """The held-out protocol of `--mode=eval` for autoregressive models (`training.heldout`): every
+    target of the held-out pieces once, in blocks of `stride`, the same for PerceiverS and the LM."""
+    c.eval.heldout_stride = stride  # targets scored per example; 0 = model.query_length (PerceiverS)
+    c.eval.heldout_buckets = buckets  # edges of the position-in-piece buckets of bits/token, "256,512"
+    c.eval.heldout_max_tokens = max_tokens  # held-out pieces scored, in order, up to this many tokens; 0 = all
+
+
 def new_config(task: str, file_name: str, arg: str | None,
                variants: tuple[str, ...]) -> tuple[ml_collections.ConfigDict, str]:
     """A config with its task, seed and an empty model block, and the variant asked for."""

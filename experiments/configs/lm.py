@@ -6,7 +6,7 @@ that PerceiverS (long context, two cross-attentions) is measured against.
 """
 import ml_collections
 
-from experiments.configs.harness import add_harness, add_sample, new_config
+from experiments.configs.harness import add_harness, add_heldout, add_sample, new_config
 
 VARIANTS = ("tiny", "base")
 
@@ -26,6 +26,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     add_harness(c, variant)  # data, train, eval, checkpoint, mesh, distributed: harness.py
 
     add_sample(c, num_tokens=512 if tiny else 2048)  # --mode=generate (experiments/lm.py)
+    # --mode=eval's held-out protocol, as perceivers.py's of the same variant (stride = its N), so
+    # the two score the same targets
+    add_heldout(c, stride=64 if tiny else 1024, buckets="64,128" if tiny else "1024,2048,4096",
+                max_tokens=0 if tiny else 200_000)
 
     c.lock()
     return c

@@ -10,7 +10,7 @@ override cannot set an int field to None.
 """
 import ml_collections
 
-from experiments.configs.harness import add_harness, add_sample, new_config
+from experiments.configs.harness import add_harness, add_heldout, add_sample, new_config
 
 VARIANTS = ("tiny", "base", "paper")
 
@@ -53,6 +53,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     add_sample(c, num_tokens=1024 if tiny else 4096)  # --mode=generate (experiments/perceivers.py)
     c.sample.reset_fill = 0  # latents kept when the latent cache resets; 0 = query_length // 2
+    # --mode=eval's held-out protocol: stride N, so the windows are effective segmentation's
+    add_heldout(c, stride=0, buckets="64,128" if tiny else "1024,2048,4096", max_tokens=0 if tiny else 200_000)
 
     c.lock()
     return c
