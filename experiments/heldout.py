@@ -19,10 +19,20 @@ from training.validate import ConfigError
 
 
 def stride_of(config, task) -> int:
-    stride = config.eval.heldout_stride or getattr(task, "query_length", 0)
-    if stride < 1:
-        raise ConfigError(f"eval.heldout_stride={config.eval.heldout_stride}: this model needs a positive stride")
+    """The configured stride, 0 = the most targets one example of the model scores."""
+    most = getattr(task, "query_length", None) or task.context_length
+    stride = config.eval.heldout_stride or most
+    if not 0 < stride <= most:
+        raise ConfigError(f"eval.heldout_stride={config.eval.heldout_stride} must lie in 0..{most} (the targets one "
+                          f"example of this model scores; 0 = {most})")
     return stride
+
+
+def check_heldout(config, task) -> None:
+    """Refuse a held-out protocol the model cannot run, before anything trains."""
+    if isinstance(task, heldout.HeldoutTask) and "heldout_stride" in config.eval:
+        stride_of(config, task)
+        bucket_edges(config.eval.heldout_buckets)
 
 
 def bucket_edges(text: str) -> tuple[int, ...]:

@@ -50,6 +50,8 @@ def run(config, workdir: str, mode: str = "train", argv: Sequence[str] = ()) -> 
     mesh_lib.maybe_initialize_distributed(config.distributed)
     task = build_task(config, PerTok())
     validate(config, jax.device_count(), jax.process_count(), task)
+    from experiments.heldout import check_heldout
+    check_heldout(config, task)
     if mode == "check":
         logging.info("config is valid for %d devices", jax.device_count())
         return None

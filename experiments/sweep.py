@@ -9,6 +9,7 @@ With --run, SIGTERM/SIGINT are passed on to the running point; a point that exit
 """
 from __future__ import annotations
 
+import inspect
 import re
 import shlex
 import signal
@@ -30,12 +31,16 @@ RESUMABLE = 75
 
 def points(spec: str) -> list[dict]:
     """The override dicts the config file's sweep(add) adds, each checked against the config."""
-    path, _ = config_file.split_spec(spec)
+    path, variant = config_file.split_spec(spec)
     module = config_file.load_module(path)
     if not hasattr(module, "sweep"):
         raise config_file.ConfigFileError(f"{path} has no sweep(add) function")
     keys, added = config_file.flat_keys(config_file.load_config(spec)), []
-    module.sweep(lambda **overrides: added.append(overrides))
+    add = lambda **overrides: added.append(overrides)  # noqa: E731
+    if len(inspect.signature(module.sweep).parameters) > 1:  # a sweep sized by the variant
+        module.sweep(add, variant or "base")
+    else:
+        module.sweep(add)
     for overrides in added:
         for key in overrides:
             if key not in keys:

@@ -39,7 +39,7 @@ PAGES = ("README.md", "docs/tokenizer.md", "docs/training.md", "docs/perceivers.
 # The results pages that the benchmarks write under docs/results/ (`--results PATH`); the docs
 # may link one before a run has written it.
 RESULTS = ("alignment.md", "tokenizer.md", "tokenizer_compactness.md", "attention_cpu.md", "sampling.md",
-           "train_step_cpu.md", "evaluation_asap_halves.md", "cadenza_heldout22.md")
+           "train_step_cpu.md", "evaluation_asap_halves.md", "cadenza_heldout22.md", "ablation_perceivers_small.md")
 
 # Appended to every documented `experiments.main` line: sizes a 2-core CI machine runs in seconds.
 SHRINK = {
@@ -118,6 +118,10 @@ class Walk:
                 argv = [*(a for a in argv if not a.startswith("--mode=")), "--mode=check"]
             else:
                 argv += self._shrink(argv)
+        if argv[1:3] == ["-m", "experiments.ablate"]:
+            # Hours of training: the walk checks that it plans its runs (tests/test_ablate.py
+            # runs a tiny table end to end).
+            argv = [*(a for a in argv if not a.startswith("--results")), "--list"]
         key = " ".join(argv)
         if key in self.seen:
             return None
@@ -224,6 +228,8 @@ def test_check_mode_of_every_config(config):
     (["--config.train.steps=abc"], "invalid literal for int"),
     (["--config.train.stepz=3"], "nearest valid keys: train.steps"),
     (["--mode=vary"], "its modes: train, eval, check, generate"),
+    (["--config.eval.heldout_stride=100"], "eval.heldout_stride=100 must lie in 0..64"),
+    (["--config.eval.heldout_buckets=9,3"], "eval.heldout_buckets='9,3': expected increasing positive integers"),
 ])
 def test_user_errors_are_one_line(args, message):
     result = subprocess.run([sys.executable, "-m", "experiments.main",

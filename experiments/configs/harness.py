@@ -80,7 +80,7 @@ def add_sample(c: ml_collections.ConfigDict, num_tokens: int) -> ml_collections.
 def add_heldout(c: ml_collections.ConfigDict, stride: int, buckets: str, max_tokens: int) -> None:
     """The held-out protocol of `--mode=eval` for autoregressive models (`training.heldout`): every
     target of the held-out pieces once, in blocks of `stride`, the same for PerceiverS and the LM."""
-    c.eval.heldout_stride = stride  # targets scored per example; 0 = model.query_length (PerceiverS)
+    c.eval.heldout_stride = stride  # targets scored per example; 0 = the most the model can (PerceiverS N, LM context)
     c.eval.heldout_buckets = buckets  # edges of the position-in-piece buckets of bits/token, "256,512"
     c.eval.heldout_max_tokens = max_tokens  # held-out pieces scored, in order, up to this many tokens; 0 = all
 

@@ -126,3 +126,29 @@ def test_impossible_points_are_refused_in_one_line(overrides, message):
 def test_a_window_as_long_as_the_context_is_allowed():
     task, _ = _tiny_task(**{"model.scale_window": L})
     task.validate()
+
+
+def test_lm_small_is_perceivers_smalls_control():
+    """Same data, split, held-out protocol and training target tokens; parameters within 10%."""
+    from experiments.tasks import build_task
+    from pertok import PerTok
+
+    tokenizer = PerTok()
+    configs = {name: config_file.load_config(os.path.join(ROOT, f"experiments/configs/{name}.py:small"))
+               for name in ("perceivers", "lm")}
+    counts = {}
+    for name, config in configs.items():
+        task = build_task(config, tokenizer)
+        task.validate()
+        batch = {key: value[:1] for key, value in task.example_batch(1).items()}
+        shapes = jax.eval_shape(lambda: task.init(jax.random.key(0), batch))
+        counts[name] = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
+    ps, lm = configs["perceivers"], configs["lm"]
+    assert abs(counts["lm"] / counts["perceivers"] - 1) <= 0.10, counts
+    for key in ("midi_dir", "split", "beats", "valid_fraction"):
+        assert ps.data[key] == lm.data[key], key
+    assert ps.train.steps == lm.train.steps
+    assert ps.train.batch_size * ps.model.query_length == lm.train.batch_size * lm.model.context_length
+    assert lm.eval.heldout_stride == ps.model.query_length and ps.eval.heldout_stride == 0
+    assert lm.eval.heldout_buckets == ps.eval.heldout_buckets
+    assert ps.model.scale_window < ps.model.context_length  # the two branches differ

@@ -1,0 +1,109 @@
+"""The ablation table's runs: plan them from a config file, run one (train, held-out eval,
+samples) resumably, and keep its point.json. The command line is `experiments.ablate`."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from experiments import config_file
+from experiments.ablation_table import write_outputs
+
+
+def runs_of(spec: str, max_seeds: int = 0, only: list[str] = ()) -> list[dict]:
+    """Every (point, seed) of the config file's ablations, in table order."""
+    path, variant = config_file.split_spec(spec)
+    module = config_file.load_module(path)
+    if not hasattr(module, "ablations"):
+        raise config_file.ConfigFileError(f"{path} has no ablations(add, variant) function")
+    points = []
+    module.ablations(lambda name, file, overrides, seeds: points.append((name, file, overrides, seeds)),
+                     variant or "small")
+    names = [name for name, *_ in points]
+    unknown = sorted(set(only) - set(names))
+    if unknown:
+        raise config_file.ConfigFileError(f"--only names unknown points {unknown}; the points: {names}")
+    runs = []  # seed-major: every point's first seed before any point's second, so a table that
+    # fills in while it runs covers every point early
+    for name, file, overrides, seeds in points:
+        if only and name not in only:
+            continue
+        point_spec = f"{os.path.join(os.path.dirname(path), file)}:{variant or 'small'}"
+        keys = config_file.flat_keys(config_file.load_config(point_spec))
+        for key in overrides:
+            if key not in keys:
+                raise config_file.ConfigFileError(f"ablation point {name!r} sets unknown key {key!r}")
+        for seed in range(min(seeds, max_seeds) if max_seeds else seeds):
+            runs.append({"point": name, "seed": seed, "spec": point_spec, "overrides": overrides})
+    return sorted(runs, key=lambda run: run["seed"])  # stable: the table's order within a seed
+
+
+def folder_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name)
+
+
+def run_dir(root: str, run: dict) -> Path:
+    return Path(root) / folder_name(run["point"]) / f"seed{run['seed']}"
+
+
+def main_argv(run: dict, workdir: Path, extra: list[str], mode: str) -> list[str]:
+    argv = [sys.executable, "-m", "experiments.main", f"--config={run['spec']}", f"--workdir={workdir}",
+            f"--config.seed={run['seed']}", f"--mode={mode}"]
+    argv += [f"--config.{key}={value}" for key, value in run["overrides"].items()]
+    return argv + [f"--config.{item}" for item in extra]
+
+
+def execute(run: dict, root: str, extra: list[str], samples: list[int]) -> dict:
+    """Train, evaluate and sample one (point, seed); its point.json (read back if it exists)."""
+    workdir = run_dir(root, run)
+    done = workdir / "point.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path, started = workdir / "ablate.log", time.perf_counter()
+    steps = [(f"--mode={mode}", main_argv(run, workdir, extra, mode)) for mode in ("train", "eval")]
+    steps.append(("sampling", [sys.executable, "-m", "experiments.ablation_worker", str(workdir), root,
+                               ",".join(map(str, samples))]))
+    with open(log_path, "a") as log:
+        for what, argv in steps:
+            print(f"{run['point']} seed {run['seed']}: {shlex.join(argv[1:])}", flush=True)
+            status = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT).returncode
+            if status:
+                raise RuntimeError(f"{run['point']} seed {run['seed']}: {what} exited {status}; see {log_path}")
+    seconds = time.perf_counter() - started
+    result = {**run, "heldout": json.loads((workdir / "eval" / "heldout.json").read_text()),
+              "samples": json.loads((workdir / "eval" / "samples.json").read_text()),
+              "seconds": round(seconds, 1)}
+    temporary = done.with_suffix(".tmp")
+    temporary.write_text(json.dumps(result, indent=1))
+    temporary.rename(done)  # written last: a point.json is a finished point
+    return result
+
+
+def run_all(spec: str, runs: list[dict], root: str, extra: list[str], samples: list[int], parallel: int = 1,
+            copy_to: str | None = None) -> tuple[list[dict], list[str]]:
+    """Every run (K at once); the table is rewritten after each. Returns (results, failures)."""
+    results, failures, lock = [], [], threading.Lock()
+
+    def one(run: dict) -> None:
+        try:
+            result = execute(run, root, extra, samples)
+        except RuntimeError as error:
+            failures.append(str(error))
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            return
+        with lock:  # the table fills in as points finish
+            results.append(result)
+            write_outputs(root, spec, runs, results, copy_to)
+
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        list(pool.map(one, runs))
+    write_outputs(root, spec, runs, results, copy_to)
+    return results, failures

@@ -1,0 +1,51 @@
+"""`experiments.ablate` at tiny sizes: the runs it plans, the table it writes, and that it resumes."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.ablation import runs_of
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = "experiments/configs/perceivers.py:tiny"
+
+
+def test_the_planned_runs_are_the_issues_table():
+    runs = runs_of(SPEC)
+    seeds = {}
+    for run in runs:
+        seeds[run["point"]] = seeds.get(run["point"], 0) + 1
+    assert [seeds[name] for name in ("PerceiverS", "Perceiver AR", "LM")] == [3, 3, 3]
+    assert len(seeds) == 10 and all(count == 2 for name, count in seeds.items()
+                                    if name not in ("PerceiverS", "Perceiver AR", "LM"))
+    lm = next(run for run in runs if run["point"] == "LM")
+    assert lm["spec"].endswith("lm.py:tiny") and lm["overrides"] == {}
+    assert {"model.scale_window": 0} in [run["overrides"] for run in runs]
+    assert len(runs_of(SPEC, max_seeds=1, only=["LM"])) == 1
+
+
+@pytest.mark.slow
+def test_a_tiny_ablation_writes_its_table_and_resumes(tmp_path):
+    argv = [sys.executable, "-m", "experiments.ablate", SPEC, f"--workdir_root={tmp_path}/ablate",
+            "--only=PerceiverS,LM", "--max_seeds=1", "--samples=2,1,1,32,48",
+            "--set=train.steps=4", "--set=train.warmup_steps=1", "--set=checkpoint.every=4", "--set=eval.every=0",
+            "--set=data.builtin_pieces=8", "--set=data.valid_fraction=0.5", f"--set=data.cache_dir={tmp_path}/cache"]
+    first = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    root = tmp_path / "ablate"
+    results = json.loads((root / "results.json").read_text())
+    assert [r["point"] for r in results["runs"]] == ["PerceiverS", "LM"]
+    for run in results["runs"]:  # both scored by the same held-out protocol, on the same targets
+        assert run["heldout"]["stride"] == 64 and run["samples"]["samples"] == 3
+    assert results["runs"][0]["heldout"]["targets"] == results["runs"][1]["heldout"]["targets"]
+    table = (root / "results.md").read_text().splitlines()
+    head = next(i for i, line in enumerate(table) if line.startswith("| point"))
+    assert table[head].count("|") == 11  # point, seeds, 1 + 3 bit columns, OA, 2 repetition columns, parameters
+    assert [line.split("|")[1].strip() for line in table[head + 2:head + 4]] == ["PerceiverS", "LM"]
+    assert (root / "results.png").stat().st_size > 0
+    done = (root / "PerceiverS" / "seed0" / "point.json").stat().st_mtime_ns
+    again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "--mode=train" not in again.stdout  # read, not rerun
+    assert (root / "PerceiverS" / "seed0" / "point.json").stat().st_mtime_ns == done
