@@ -48,7 +48,8 @@ def _git(*args: str) -> str:
 def commit() -> str:
     """The checked-out commit, and whether tracked files differ from it."""
     head = _git("rev-parse", "--short=12", "HEAD") or "unknown (not a git checkout)"
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    # Results pages themselves are what benchmarks write: a run after another is still clean.
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs/results")
     return f"{head} (with uncommitted changes)" if dirty else head
 
 
