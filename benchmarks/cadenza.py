@@ -18,7 +18,9 @@ which sets the mean of the chosen velocities ("level"); and three controls: the 
 not held ("level_unheld": the model alone), the same with the most likely token instead of the
 median ("level_mode"), and no level ("no_level"):
 velocity MAE and Pearson correlation per note against the truth, beside the constant
-baseline (the mean velocity of the Performer's training split) and the piece's own mean;
+baseline (the mean velocity of the Performer's training split), the piece's own mean, and a
+note-feature regression fit on the training split and told the piece's level
+(`benchmarks/note_regression.py`; it also predicts microtiming);
 microtiming MAE (in bins of 1/96 beat) against always 0; histogram overlap (sum of
 per-bin minima) of the predicted velocities and microtimings with the truth's.
 
@@ -42,6 +44,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.note_regression import NoteRegression  # noqa: E402
 from benchmarks.results import add_argument, recorded  # noqa: E402
 from composer import (composition_view, conditions_of, idea_example, select_bars,  # noqa: E402
                       variation_latents)
@@ -98,8 +101,24 @@ def slot_values(ids: np.ndarray, tokenizer: PerTok, kind: int) -> np.ndarray:
     return tokenizer.vocab.value_of[ids[slot_kinds(ids, tokenizer) == kind]].astype(float)
 
 
+def performance_metrics(velocities: list[np.ndarray], timings: list[np.ndarray], truth_v: list[np.ndarray],
+                        truth_t: list[np.ndarray]) -> dict:
+    """Velocity and microtiming of one way of performing every piece, against the truth."""
+    velocity, timing = np.concatenate(velocities), np.concatenate(timings)
+    true_v, true_t = np.concatenate(truth_v), np.concatenate(truth_t)
+    per_piece = [np.corrcoef(v, t)[0, 1] for v, t in zip(velocities, truth_v) if np.std(t) > 0 and np.std(v) > 0]
+    return {
+        "velocity_mae": float(np.abs(velocity - true_v).mean()),
+        "velocity_correlation": float(np.corrcoef(velocity, true_v)[0, 1]) if velocity.std() > 0 else 0.0,
+        "velocity_correlation_within_pieces": float(np.mean(per_piece)) if per_piece else 0.0,
+        "microtiming_mae_bins": float(np.abs(timing - true_t).mean()),
+        "velocity_overlap": overlap(velocity, true_v, np.arange(0, 129, 4)),
+        "microtiming_overlap": overlap(timing, true_t, np.arange(-12.5, 13.5, 1.0)),
+    }
+
+
 def performer_report(performer, tokenizer: PerTok, pieces: list[np.ndarray], train_mean: float,
-                     seed: int) -> dict:
+                     seed: int, regression: NoteRegression | None = None) -> dict:
     """Per-note velocity and microtiming of the greedy performance against the truth and baselines."""
     compositions = [composition_view(ids, tokenizer) for ids in pieces]
     truth_v = [slot_values(ids, tokenizer, VELOCITY_SLOT) for ids in pieces]
@@ -111,21 +130,13 @@ def performer_report(performer, tokenizer: PerTok, pieces: list[np.ndarray], tra
                                        ("level_mode", given, "mode", False), ("no_level", None, "median", True)):
         filler = PerformanceFiller(performer.task, greedy=greedy, hold_level=hold)
         performed = filler(performer.params, compositions, jax.random.key(seed), 0.0, levels)
-        velocities = [slot_values(ids, tokenizer, VELOCITY_SLOT) for ids in performed]
-        velocity = np.concatenate(velocities)
-        timing = np.concatenate([slot_values(ids, tokenizer, MICROTIMING_SLOT) for ids in performed])
-        true_v, true_t = np.concatenate(truth_v), np.concatenate(truth_t)
-        per_piece = [np.corrcoef(v, t)[0, 1] for v, t in zip(velocities, truth_v)
-                     if np.std(t) > 0 and np.std(v) > 0]
-        report[name] = {
-            "velocity_mae": float(np.abs(velocity - true_v).mean()),
-            "velocity_correlation": (float(np.corrcoef(velocity, true_v)[0, 1])
-                                     if velocity.std() > 0 else 0.0),
-            "velocity_correlation_within_pieces": float(np.mean(per_piece)) if per_piece else 0.0,
-            "microtiming_mae_bins": float(np.abs(timing - true_t).mean()),
-            "velocity_overlap": overlap(velocity, true_v, np.arange(0, 129, 4)),
-            "microtiming_overlap": overlap(timing, true_t, np.arange(-12.5, 13.5, 1.0)),
-        }
+        report[name] = performance_metrics([slot_values(ids, tokenizer, VELOCITY_SLOT) for ids in performed],
+                                           [slot_values(ids, tokenizer, MICROTIMING_SLOT) for ids in performed],
+                                           truth_v, truth_t)
+    if regression is not None:  # told the same level: each piece's mean velocity
+        predicted = [regression.predict(ids, float(v.mean())) for ids, v in zip(pieces, truth_v)]
+        report["regression"] = performance_metrics([p[0] for p in predicted], [p[1] for p in predicted],
+                                                   truth_v, truth_t)
     true_v, true_t = np.concatenate(truth_v), np.concatenate(truth_t)
     report["baselines"] = {
         "velocity_mae_training_mean": float(np.abs(true_v - train_mean).mean()),
@@ -254,9 +265,10 @@ def run(args: argparse.Namespace) -> None:
         velocities = np.concatenate([piece_velocities(train.piece(k), tokenizer) for k in range(len(train))])
         result["performer_leaked_inputs"] = len(names & seen)
         result["performer_inputs_sharing_a_folder"] = shared_folders(names, seen)
+        regression = NoteRegression(tokenizer).fit(train.piece(k) for k in range(len(train)))
         result["performer"] = performer_report(
             performer, tokenizer, [first_bars(ids, tokenizer, args.performer_bars) for ids in pieces],
-            float(velocities.mean()), args.seed)
+            float(velocities.mean()), args.seed, regression)
     if args.composer_workdir:
         composer = load_trained(args.composer_workdir, tokenizer, "composer")
         seen = training_split(composer)[0]
@@ -287,6 +299,12 @@ def print_tables(result: dict) -> None:
         for key, label in PERFORMER_ROWS:
             row = report[key]
             print(f"| {label} | {row['velocity_mae']:.2f} | {row['velocity_correlation']:.3f} | "
+                  f"{row['velocity_correlation_within_pieces']:.3f} | {row['microtiming_mae_bins']:.3f} | "
+                  f"{row['velocity_overlap']:.2f} / {row['microtiming_overlap']:.2f} |")
+        if "regression" in report:
+            row = report["regression"]
+            print(f"| note-feature regression fit on the training split, told the piece's level | "
+                  f"{row['velocity_mae']:.2f} | {row['velocity_correlation']:.3f} | "
                   f"{row['velocity_correlation_within_pieces']:.3f} | {row['microtiming_mae_bins']:.3f} | "
                   f"{row['velocity_overlap']:.2f} / {row['microtiming_overlap']:.2f} |")
         print(f"| constant: the training split's mean velocity ({base['training_mean_velocity']:.1f}) | "
