@@ -52,3 +52,18 @@ def test_progress_line_gives_rate_and_eta():
         progress(done)
     lines = stream.getvalue().splitlines()
     assert "first chunk" in lines[0] and "tokens/s" in lines[1] and "ETA 0 s" in lines[-1]
+
+
+def test_a_prompt_with_beat_annotations_is_aligned_as_training_data_is(tmp_path):
+    from pertok.align import align_file
+
+    path = tmp_path / "performance.mid"
+    generate_score(3).dump_midi(str(path))
+    annotations = tmp_path / "performance_annotations.txt"  # ASAP's format: a beat every 0.4 s, 3/4
+    labels = [("db,3/4,0" if k == 0 else "db") if k % 3 == 0 else "b" for k in range(300)]
+    annotations.write_text("".join(f"{0.4 * k:.6f}\t{0.4 * k:.6f}\t{label}\n" for k, label in enumerate(labels)))
+    sample = ml_collections.ConfigDict({"prompt": str(path), "prompt_tokens": 0})
+    prompt = samples.prompt_tokens(sample, TOKENIZER)
+    aligned = TOKENIZER.encode(align_file(path, annotations)[0])
+    np.testing.assert_array_equal(prompt[1:], aligned)
+    assert not np.array_equal(aligned, TOKENIZER.encode(path))  # the alignment changed the tokens
