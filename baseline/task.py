@@ -88,7 +88,8 @@ class LMTask:
         count = jnp.maximum(weights_BxT.sum(), 1.0)
         loss = (losses_BxT * weights_BxT).sum() / count
         correct_BxT = logits_BxTxV.argmax(-1) == batch["targets"]
-        return loss, {"accuracy": (correct_BxT * weights_BxT).sum() / count}
+        return loss, {"accuracy": (correct_BxT * weights_BxT).sum() / count,
+                      "bits_per_token": loss / jnp.log(2.0)}  # as PerceiverS logs it
 
     def token_losses(self, params, batch) -> jax.Array:
         """Cross-entropy in nats of every position, float32 [B, C] (`training.heldout`)."""
