@@ -114,14 +114,20 @@ def perform(performer: Trained | None, tokenizer: PerTok, compositions: list[np.
         for n in present:
             scores[n] = playable(tokenizer.decode(compositions[n], view="composition"))
         return scores
-    key = ("filler", rounds, greedy, hold_level)
-    if key not in performer.compiled:
-        performer.compiled[key] = PerformanceFiller(performer.task, rounds, greedy=greedy, hold_level=hold_level)
-    filled = performer.compiled[key](
-        performer.params, [compositions[n] for n in present], rng, temperature, [level] * len(present))
+    filled = fill(performer, [compositions[n] for n in present], rng, temperature, rounds, level, greedy, hold_level)
     for n, ids in zip(present, filled):
         scores[n] = playable(tokenizer.decode(ids, strict=False))
     return scores
+
+
+def fill(performer: Trained, compositions: list[np.ndarray], rng: jax.Array, temperature: float, rounds: int = 8,
+         level: Any = None, greedy: str = "median", hold_level: bool = True) -> list[np.ndarray]:
+    """Full-view ids of non-empty compositions: their MicroTiming and Velocity slots filled by the
+    Performer, every composition token kept (`PerformanceFiller`, compiled once per setting)."""
+    key = ("filler", rounds, greedy, hold_level)
+    if key not in performer.compiled:
+        performer.compiled[key] = PerformanceFiller(performer.task, rounds, greedy=greedy, hold_level=hold_level)
+    return performer.compiled[key](performer.params, compositions, rng, temperature, [level] * len(compositions))
 
 
 def load_models(config, tokenizer: PerTok) -> tuple[Trained, Trained | None]:

@@ -1,7 +1,7 @@
 """Train, evaluate, sample from or vary with one config.
 
     python -m experiments.main --config=experiments/configs/lm.py:tiny --workdir=runs/tiny \
-        [--mode=train|eval|check|generate|vary] [--config.train.steps=100 ...]
+        [--mode=train|eval|check|generate|vary|perform] [--config.train.steps=100 ...]
 
 Exit status: 0 done; 1 an error (one line); 75 preempted: SIGTERM/Ctrl-C saved a checkpoint,
 rerun the same command to resume; 130 Ctrl-C before training started.

@@ -42,8 +42,8 @@ def check_sample(sample) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
-def prompt_score(path: str, tokenizer: PerTok):
-    """The prompt file as training data reads it: aligned to its beats when `NAME_annotations.txt`
+def read_like_training(path: str, tokenizer: PerTok):
+    """A MIDI file as training data reads it: aligned to its beats when `NAME_annotations.txt`
     lies beside it (a performance without a tempo map), else the file as it is."""
     from pertok.align import align_file, annotation_path
 
@@ -51,7 +51,7 @@ def prompt_score(path: str, tokenizer: PerTok):
     if not annotations.is_file():
         return path
     score, _ = align_file(path, annotations, tokenizer.config)
-    logging.info("prompt %s aligned to its beats (%s), as training data is", path, annotations.name)
+    logging.info("%s aligned to its beats (%s), as training data is", path, annotations.name)
     return score
 
 
@@ -60,7 +60,7 @@ def prompt_tokens(sample, tokenizer: PerTok) -> np.ndarray:
     the end of the last whole note so that the prompt decodes on its own."""
     ids = np.zeros(0, np.int32)
     if sample.prompt:
-        ids = tokenizer.encode(prompt_score(sample.prompt, tokenizer))  # PerTokError names the file
+        ids = tokenizer.encode(read_like_training(sample.prompt, tokenizer))  # PerTokError names the file
         if 0 < sample.prompt_tokens < len(ids):
             _, finished = Grammar(tokenizer, "full").run(ids[:sample.prompt_tokens])
             ends = np.flatnonzero(finished)

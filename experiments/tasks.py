@@ -40,6 +40,7 @@ TASKS = {"lm": _lm, "composer": _composer, "performer": _performer, "perceivers"
 EXTRA_MODES = {
     "check": {"cadenza": "experiments.cadenza:check"},  # trainable tasks: launch checks them
     "vary": {"cadenza": "experiments.vary:vary"},
+    "perform": {"cadenza": "experiments.perform:perform_files"},
     "generate": {"cadenza": "experiments.cadenza:generate",
                  "perceivers": "experiments.perceivers:generate",
                  "lm": "experiments.lm:generate"},

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import config_file, launch
+from composer import composition_view
 from experiments.vary import first_bar_with_notes
 from pertok import EmptyScoreError, MidiParseError, PerTok, TokenType
 from training import ConfigError
@@ -102,6 +103,46 @@ def test_vary_a_folder_writes_each_input_in_its_own_folder_and_skips_bad_files(r
     for stem in ("piece_0000_piano", "piece_0001_drums"):
         assert (out / "variations" / stem / "input.mid").is_file()
         assert (out / "variations" / stem / "similarity.json").is_file()
+
+
+def test_perform_keeps_every_note_and_plays_a_flat_export(run, tmp_path):
+    """A quantized export at one velocity: the same notes come back, played by the Performer."""
+    import symusic
+
+    root, cadenza, _, _ = run
+    tokenizer = PerTok()
+    ids = tokenizer.encode(root / "cache" / "builtin-8" / "piece_0000_piano.mid")
+    flat = tokenizer.decode(composition_view(ids, tokenizer), view="composition")  # on the grid
+    for track in flat.tracks:
+        for note in track.notes:
+            note.velocity = 100
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    flat.dump_midi(str(inputs / "export.mid"))
+    (inputs / "broken.mid").write_bytes(b"not a MIDI file")
+    with cadenza.unlocked():
+        cadenza.perform.input = str(inputs)
+    summary = launch.run(cadenza, str(tmp_path / "out"), "perform")
+    assert [Path(row["input"]).name for row in summary["performed"]] == ["export.mid"]
+    assert [Path(row["input"]).name for row in summary["skipped"]] == ["broken.mid"]
+    performed = symusic.Score(summary["performed"][0]["output"])
+    # (The composition tokens are checked equal inside perform; in the MIDI file, durations of
+    # overlapping notes of one pitch are ambiguous, so pitches and onsets are compared here.)
+    pitches = lambda score: sorted(int(n.pitch) for t in score.tracks for n in t.notes)  # noqa: E731
+    assert pitches(performed) == pitches(flat) and summary["performed"][0]["notes"] == flat.note_num()
+    step = tokenizer.config.microtiming_step_ticks * (tokenizer.config.microtiming_bins // 2)
+    onsets = lambda score: sorted(int(n.time) for t in score.tracks for n in t.notes)  # noqa: E731
+    assert np.all(np.abs(np.subtract(onsets(performed), onsets(flat))) <= step)  # within microtiming
+    assert abs(summary["performed"][0]["velocity_mean"] - 100) <= 2  # the input's level, held
+    assert (tmp_path / "out" / "performed" / "export.png").stat().st_size > 1000
+
+
+def test_perform_without_an_input_is_one_clear_error(run):
+    _, cadenza, _, _ = run
+    with cadenza.unlocked():
+        cadenza.perform.input = ""
+    with pytest.raises(ConfigError, match="--mode=perform needs an input"):
+        launch.run(cadenza, "unused", "perform")
 
 
 def test_an_idea_that_starts_with_empty_bars_moves_to_the_first_bar_with_notes():

@@ -43,6 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.generate.num_bars = 0  # bars per idea; 0 = the Composer's idea.num_bars
 
     c.perform = ml_collections.ConfigDict()
+    c.perform.input = ""  # --mode=perform: the MIDI file (or folder) whose notes the Performer plays
     c.perform.temperature = 0.7  # Performer sampling temperature; 0 = most likely timing/velocity
     c.perform.rounds = 8  # rounds of iterative decoding: the most confident slots are kept first
     c.perform.velocity = 0  # dynamic level, a MIDI velocity 1-127; 0 = the input's (vary) or none

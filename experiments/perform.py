@@ -1,0 +1,93 @@
+"""`--mode=perform`: the Performer adds expression to a user's MIDI file without changing its notes.
+
+    python -m experiments.main --mode=perform --config=experiments/configs/cadenza.py:small \
+        --workdir=runs/performed --config.perform.input=song.mid [--config.perform.velocity=80]
+
+A quantized file (a DAW export, a score) gets velocities and microtiming from the Performer; a
+file that already has expression is re-performed (its own velocities and timing are masked).
+Every note of the input, with its pitch, its quantized onset and its duration, is kept one for
+one: the performed file's composition tokens must equal the input's, or the file is not written.
+The level is `perform.velocity`, or the input's own velocities when it is 0 (a flat export at
+velocity 100 is played around 100). A file with `NAME_annotations.txt` beside it is aligned to
+its beats first, as training data is. Writes WORKDIR/performed/<name>.mid and <name>.png (the
+input's piano roll above the performance's) and one line per file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from composer import composition_view
+from evaluation.notes import piece_notes
+from evaluation.pianoroll import RollRow
+from experiments.cadenza import check_perform, fill, load_trained, require, write_with_roll
+from experiments.samples import playable, read_like_training
+from performer import piece_velocities
+from pertok import PerTok, PerTokError, TokenType
+from pertok.store import find_midi_files
+from training.validate import ConfigError
+
+ROLL_BARS = 16  # bars drawn in each piano roll
+
+
+def perform_one(config, path: Path, name: str, performer, tokenizer: PerTok, out_dir: Path, rng: jax.Array) -> dict:
+    """Perform one file; its summary row."""
+    full = tokenizer.encode(read_like_training(str(path), tokenizer))
+    composition = composition_view(full, tokenizer)
+    p = config.perform
+    level = p.velocity or piece_velocities(full, tokenizer)
+    require(len(composition) > 0, f"{path}: no notes to perform")
+    performed = np.asarray(fill(performer, [composition], rng, p.temperature, p.rounds, level, p.greedy,
+                                p.hold_level)[0])
+    if not np.array_equal(composition_view(performed, tokenizer), composition):
+        raise AssertionError(f"{path}: the performance changed the notes; nothing written")
+    score, input_score = playable(tokenizer.decode(performed)), tokenizer.decode(full)
+    reference = RollRow(f"{name} (input)", piece_notes(input_score, ROLL_BARS))
+    write_with_roll(out_dir, name, score, reference, ROLL_BARS, f"{name}, performed")
+    velocities = piece_velocities(performed, tokenizer).astype(float)
+    timing = tokenizer.vocab.value_of[performed[tokenizer.token_types(performed) == TokenType.MICROTIMING]]
+    row = {"input": str(path), "output": str(out_dir / f"{name}.mid"), "notes": int(len(velocities)),
+           "velocity_mean": float(velocities.mean()), "velocity_std": float(velocities.std()),
+           "input_velocity_std": float(piece_velocities(full, tokenizer).astype(float).std()),
+           "mean_abs_microtiming_bins": float(np.abs(timing).mean()) if len(timing) else 0.0}
+    print(f"  {name}.mid  {row['notes']} notes kept  velocity {row['velocity_mean']:.0f} +- {row['velocity_std']:.1f} "
+          f"(input +- {row['input_velocity_std']:.1f})  mean |microtiming| {row['mean_abs_microtiming_bins']:.2f} "
+          f"of 1/96 beat")
+    return row
+
+
+def perform_files(config, workdir: str) -> dict:
+    """Perform `perform.input` (a file, or every MIDI file of a folder) into WORKDIR/performed."""
+    source = config.perform.input
+    require(bool(source), "--mode=perform needs an input: --config.perform.input=IN.mid (or a folder)")
+    require(bool(config.performer_workdir), "--mode=perform needs performer_workdir (a trained performer.py run)")
+    check_perform(config.perform)
+    if os.path.isdir(source):
+        inputs = find_midi_files(source)
+        require(bool(inputs), f"perform.input={source!r} holds no MIDI files")
+    elif os.path.isfile(source):
+        inputs = [Path(source)]
+    else:
+        raise FileNotFoundError(f"perform.input={source!r}: no such MIDI file or folder")
+    tokenizer = PerTok()
+    performer = load_trained(config.performer_workdir, tokenizer, "performer")
+    out_dir = Path(workdir) / "performed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, skipped, rng = [], [], jax.random.key(config.seed)
+    for index, path in enumerate(inputs):
+        name = path.stem if not os.path.isdir(source) else str(path.relative_to(source).with_suffix("")).replace(os.sep, "_")
+        try:
+            rows.append(perform_one(config, path, name, performer, tokenizer, out_dir, jax.random.fold_in(rng, index)))
+        except (PerTokError, ConfigError) as error:
+            if len(inputs) == 1:
+                raise
+            print(f"skipped {path}: {error}")  # one bad file in a folder: say so, go on
+            skipped.append({"input": str(path), "reason": str(error)})
+    summary = {"performed": rows, "skipped": skipped}
+    (out_dir / "performed.json").write_text(json.dumps(summary, indent=1))
+    print(f"{len(rows)} performed in {out_dir}")
+    return summary
