@@ -8,7 +8,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=[
         "pertok*", "layers*", "training*", "baseline*", "composer*", "performer*",
-        "perceivers*", "evaluation*", "experiments*", "benchmarks*",
+        "perceivers*", "evaluation*", "experiments*", "benchmarks*", "cadenza*",
     ]),
     # Lower bounds checked together on Python 3.11 (jax 0.10.2, flax 0.12.8, optax 0.2.8,
     # orbax-checkpoint 0.12.8, numpy 2.4, symusic 0.6.0, ml_collections 1.1.0, absl-py 2.5).

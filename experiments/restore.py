@@ -18,8 +18,12 @@ def restore_latest(workdir: str, tokenizer: PerTok, task_name: str):
     """(task, params, saved config, step) of the latest checkpoint of a `task_name` run.
 
     A missing or empty workdir, or a run of another task, is one clear error telling how to
-    train one.
+    train one. A `pretrained/<name>` folder is read in its place (`experiments.pretrained`).
     """
+    from experiments import pretrained
+
+    if pretrained.is_pretrained(workdir):  # shipped weights stand in for a run
+        return pretrained.load(workdir, tokenizer, task_name)
     hint = (f"train one first: python -m experiments.main "
             f"--config=experiments/configs/{task_name}.py:tiny --workdir={workdir}")
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):

@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("pertok", "layers", "training", "baseline", "composer", "performer", "perceivers", "evaluation",
-            "experiments", "benchmarks")
+            "experiments", "benchmarks", "cadenza")
 MODELS = ("baseline", "composer", "performer", "perceivers")
 # The tokenizer's core, lowest first: each module may import only those before it.
 PERTOK_CORE = ("errors", "config", "vocab", "segments", "timing", "events", "quantize", "encode", "decode_tokens",

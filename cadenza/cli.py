@@ -1,0 +1,92 @@
+"""`python -m cadenza`: Cadenza with the shipped models, for a MIDI file of one's own.
+
+    python -m cadenza vary SONG.mid [--strength 0.5] [--variations 4] [--bars-from 1] [--out DIR]
+    python -m cadenza perform SONG.mid [--velocity 0] [--out DIR]
+    python -m cadenza generate [--bars 2] [--meter 4/4] [--ideas 4] [--out DIR]
+
+Output goes beside the input (SONG-cadenza/) unless --out says otherwise: the MIDI files, their
+piano rolls and a summary (similarity.json, performed.json or ideas.json). Bad input is one
+line, `cadenza: error: ...`, and exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = {"composer_workdir": REPO / "pretrained" / "composer-small",
+          "performer_workdir": REPO / "pretrained" / "performer-small"}
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cadenza", description="Variations, performances and new "
+                                     "ideas from the shipped Composer and Performer (no training).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    vary = commands.add_parser("vary", help="variations of the first bars of a MIDI file")
+    vary.add_argument("input", help="a MIDI file (or a folder of them)")
+    vary.add_argument("--strength", type=float, default=0.5, help="0 = the idea re-played, 1 = unrelated")
+    vary.add_argument("--variations", type=int, default=4)
+    vary.add_argument("--bars-from", dest="start_bar", type=int, default=1, help="first bar of the idea")
+    perform = commands.add_parser("perform", help="velocity and timing for your notes, every note kept")
+    perform.add_argument("input", help="a MIDI file (or a folder of them)")
+    perform.add_argument("--velocity", type=int, default=0, help="dynamic level 1-127; 0 = the input's")
+    generate = commands.add_parser("generate", help="new ideas from the prior")
+    generate.add_argument("--bars", type=int, default=0, help="bars per idea; 0 = the Composer's 2")
+    generate.add_argument("--meter", default="4/4", help='e.g. 3/4, 6/8; "" = any')
+    generate.add_argument("--ideas", type=int, default=4)
+    for command in (vary, perform, generate):
+        command.add_argument("--out", default=None, help="output folder (default: beside the input)")
+        command.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def config_for(args: argparse.Namespace):
+    """The cadenza.py:small config with the shipped models and the command's settings."""
+    from experiments import config_file
+
+    config = config_file.load_config(str(REPO / "experiments" / "configs" / "cadenza.py:small"))
+    with config.unlocked():
+        for key, path in MODELS.items():
+            config[key] = str(path)
+        config.seed = args.seed
+        if args.command == "vary":
+            config.vary.input, config.vary.strength = args.input, args.strength
+            config.vary.num_variations, config.vary.start_bar = args.variations, args.start_bar
+        elif args.command == "perform":
+            config.perform.input, config.perform.velocity = args.input, args.velocity
+        else:
+            config.generate.num_bars, config.generate.time_signature = args.bars, args.meter
+            config.generate.num_ideas = args.ideas
+    return config
+
+
+def output_folder(args: argparse.Namespace) -> Path:
+    if args.out:
+        return Path(args.out)
+    if args.command == "generate":
+        return Path("cadenza-ideas")
+    source = Path(args.input)
+    return source.parent / f"{source.stem}-cadenza"
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    from absl import logging
+
+    from experiments.launch import run, user_errors
+
+    logging.set_verbosity(logging.WARNING)  # the modes print what a musician needs
+    missing = [str(path) for path in MODELS.values() if not (path / "manifest.json").is_file()]
+    if missing:
+        print(f"cadenza: error: the shipped models are missing ({', '.join(missing)}); re-make them with "
+              f"python -m experiments.pretrain export NAME --workdir=RUN", file=sys.stderr)
+        return 1
+    out = output_folder(args)
+    try:
+        run(config_for(args), str(out), args.command)
+    except user_errors() as error:
+        print(f"cadenza: error: {error}", file=sys.stderr)
+        return 1
+    print(f"-> {out}")
+    return 0
