@@ -1,6 +1,6 @@
 """Make and check the shipped weights (`experiments.pretrained`).
 
-    python -m experiments.pretrain export NAME --workdir=RUN [--trained_at=COMMIT] [--seconds=S]
+    python -m experiments.pretrain export NAME --workdir=RUN [--trained_at=COMMIT] [--seconds=S] [--note=TEXT]
     python -m experiments.pretrain check [NAME ...]
 
 `export` writes pretrained/NAME/ from the latest checkpoint of a run trained by the recipe that
@@ -17,11 +17,11 @@ from experiments.restore import restore_latest
 from pertok import PerTok
 
 
-def export(name: str, workdir: str, trained_at: str = "", seconds: float | None = None):
+def export(name: str, workdir: str, trained_at: str = "", seconds: float | None = None, note: str = ""):
     with open(f"{workdir}/config.json") as handle:
         task_name = json.load(handle)["task"]
     _, params, config, step = restore_latest(workdir, PerTok(), task_name)
-    return pretrained.write(name, params, config, step, trained_at, seconds)
+    return pretrained.write(name, params, config, step, trained_at, seconds, note)
 
 
 def main(argv: list[str]) -> int:
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
             print("pretrain: error: export needs --workdir=RUN (a trained run)", file=sys.stderr)
             return 1
         out = export(argv[1], flags["workdir"], flags.get("trained_at", ""),
-                     float(flags["seconds"]) if "seconds" in flags else None)
+                     float(flags["seconds"]) if "seconds" in flags else None, flags.get("note", ""))
         print(f"wrote {out}")
         return 0
     folders = pretrained.PRETRAINED.iterdir() if pretrained.PRETRAINED.is_dir() else []

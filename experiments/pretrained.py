@@ -95,7 +95,7 @@ def _check_shapes(target, stored) -> None:
 
 
 def write(name: str, params, config, step: int, trained_at: str = "", seconds: float | None = None,
-          out_root: Path = PRETRAINED) -> Path:
+          note: str = "", out_root: Path = PRETRAINED) -> Path:
     """Write pretrained/<name>/ from a run's restored parameters (stored in float16)."""
     from benchmarks.results import commit, machine
 
@@ -108,7 +108,7 @@ def write(name: str, params, config, step: int, trained_at: str = "", seconds: f
     manifest = {
         "name": name, "task": config.task, "recipe": RECIPES.get(name, ""), "step": step,
         "trained_at_commit": trained_at or "unknown", "exported_at_commit": commit(),
-        "training_seconds": seconds, "exported_on": machine(),
+        "training_seconds": seconds, "training_note": note, "exported_on": machine(),
         "data": {"midi_dir": config.data.midi_dir, "split": config.data.get("split", "file"),
                  "valid_fraction": config.data.valid_fraction, "beats": config.data.get("beats", "none")},
         "parameters": count, "dtype": STORED_DTYPE, "sha256": sha256(out / "params.msgpack"),
