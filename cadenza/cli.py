@@ -3,6 +3,7 @@
     python -m cadenza vary SONG.mid [--strength 0.5] [--variations 4] [--bars-from 1] [--out DIR]
     python -m cadenza perform SONG.mid [--velocity 0] [--out DIR]
     python -m cadenza generate [--bars 2] [--meter 4/4] [--ideas 4] [--out DIR]
+    python -m cadenza continue SONG.mid [--seconds 30] [--samples 1] [--out DIR]
 
 Output goes beside the input (SONG-cadenza/) unless --out says otherwise: the MIDI files, their
 piano rolls and a summary (similarity.json, performed.json or ideas.json). Bad input is one
@@ -17,6 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"composer_workdir": REPO / "pretrained" / "composer-small",
           "performer_workdir": REPO / "pretrained" / "performer-small"}
+CONTINUER = REPO / "pretrained" / "perceivers-small"  # the shipped PerceiverS
+TOKENS_PER_SECOND = 48  # the median PerTok rate of ASAP's performances (docs/results/sampling.md)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,7 +38,13 @@ def parser() -> argparse.ArgumentParser:
     generate.add_argument("--bars", type=int, default=0, help="bars per idea; 0 = the Composer's 2")
     generate.add_argument("--meter", default="4/4", help='e.g. 3/4, 6/8; "" = any')
     generate.add_argument("--ideas", type=int, default=4)
-    for command in (vary, perform, generate):
+    extend = commands.add_parser("continue", help="a continuation of a MIDI file by the shipped PerceiverS")
+    extend.add_argument("input", help="a MIDI file")
+    extend.add_argument("--seconds", type=float, default=30.0, help="about this much music after the file")
+    extend.add_argument("--samples", type=int, default=1, help="continuations written")
+    extend.add_argument("--prompt-tokens", dest="prompt_tokens", type=int, default=1024,
+                        help="tokens of the file's opening read as the prompt (cut after a whole note)")
+    for command in (vary, perform, generate, extend):
         command.add_argument("--out", default=None, help="output folder (default: beside the input)")
         command.add_argument("--seed", type=int, default=0)
     return parser
@@ -70,6 +79,20 @@ def output_folder(args: argparse.Namespace) -> Path:
     return source.parent / f"{source.stem}-cadenza"
 
 
+def continue_file(args: argparse.Namespace, out: Path) -> None:
+    """The shipped PerceiverS continues the file: `--seconds` of music at the median rate of real
+    performances (the written line gives the seconds it made)."""
+    from experiments import config_file
+    from experiments.perceivers import generate
+
+    config = config_file.load_config(str(REPO / "experiments" / "configs" / "perceivers.py:small"))
+    with config.unlocked():
+        config.sample.prompt, config.sample.prompt_tokens = args.input, args.prompt_tokens
+        config.sample.num_tokens = max(1, round(args.seconds * TOKENS_PER_SECOND))
+        config.sample.num_samples, config.sample.seed = args.samples, args.seed
+    generate(config, str(CONTINUER), str(out))
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from absl import logging
@@ -77,14 +100,18 @@ def main(argv: list[str]) -> int:
     from experiments.launch import run, user_errors
 
     logging.set_verbosity(logging.WARNING)  # the modes print what a musician needs
-    missing = [str(path) for path in MODELS.values() if not (path / "manifest.json").is_file()]
+    needed = [CONTINUER] if args.command == "continue" else list(MODELS.values())
+    missing = [str(path) for path in needed if not (path / "manifest.json").is_file()]
     if missing:
         print(f"cadenza: error: the shipped models are missing ({', '.join(missing)}); re-make them with "
               f"python -m experiments.pretrain export NAME --workdir=RUN", file=sys.stderr)
         return 1
     out = output_folder(args)
     try:
-        run(config_for(args), str(out), args.command)
+        if args.command == "continue":
+            continue_file(args, out)
+        else:
+            run(config_for(args), str(out), args.command)
     except user_errors() as error:
         print(f"cadenza: error: {error}", file=sys.stderr)
         return 1

@@ -30,8 +30,9 @@ def load_params(workdir: str, tokenizer: PerTok):
     return task, params, step
 
 
-def generate(config, workdir: str) -> list[str]:
-    """Write `sample.num_samples` MIDI files to WORKDIR/samples; returns their paths."""
+def generate(config, workdir: str, out_dir: str | None = None) -> list[str]:
+    """Write `sample.num_samples` MIDI files to WORKDIR/samples (or `out_dir`: the model may be a
+    shipped `pretrained/` folder, which is never written into); returns their paths."""
     from perceivers import SampleSettings
 
     sample, tokenizer = config.sample, PerTok()
@@ -53,6 +54,6 @@ def generate(config, workdir: str) -> list[str]:
                                      eos_id=tokenizer.eos_id, progress=progress)
     except ValueError as error:  # the prompt cannot be continued under the grammar
         raise ConfigError(f"sample.prompt={sample.prompt!r}: {error}") from None
-    written = samples.write_samples(Path(workdir) / "samples", tokenizer, prompt, generated, step,
-                                    sample, use_grammar)
+    written = samples.write_samples(Path(out_dir) if out_dir else Path(workdir) / "samples", tokenizer, prompt,
+                                    generated, step, sample, use_grammar)
     return [str(result.path) for result in written]
