@@ -25,7 +25,7 @@ from composer import composition_view
 from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow
 from experiments.cadenza import check_perform, fill, load_trained, require, write_with_roll
-from experiments.samples import playable, read_like_training
+from experiments.samples import encode_like_training, playable
 from performer import piece_velocities
 from pertok import PerTok, PerTokError, TokenType
 from pertok.store import find_midi_files
@@ -36,7 +36,7 @@ ROLL_BARS = 16  # bars drawn in each piano roll
 
 def perform_one(config, path: Path, name: str, performer, tokenizer: PerTok, out_dir: Path, rng: jax.Array) -> dict:
     """Perform one file; its summary row."""
-    full = tokenizer.encode(read_like_training(str(path), tokenizer))
+    full = encode_like_training(str(path), tokenizer)
     composition = composition_view(full, tokenizer)
     p = config.perform
     level = p.velocity or piece_velocities(full, tokenizer)

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from absl import logging
 
 from pertok import PerTok
 from pertok.grammar import Grammar
@@ -42,17 +41,26 @@ def check_sample(sample) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
-def read_like_training(path: str, tokenizer: PerTok):
-    """A MIDI file as training data reads it: aligned to its beats when `NAME_annotations.txt`
-    lies beside it (a performance without a tempo map), else the file as it is."""
-    from pertok.align import align_file, annotation_path
+def encode_like_training(path: str, tokenizer: PerTok) -> np.ndarray:
+    """Full-view ids of a MIDI file as training data reads it: aligned to its beats when
+    `NAME_annotations.txt` lies beside it; otherwise as it is, with one line when its onsets
+    follow no beat grid (its microtiming would not be expression)."""
+    from pertok.align import GRIDLESS_PEAK, align_file, annotation_path, check_grid
 
     annotations = annotation_path(path)
-    if not annotations.is_file():
-        return path
-    score, _ = align_file(path, annotations, tokenizer.config)
-    logging.info("%s aligned to its beats (%s), as training data is", path, annotations.name)
-    return score
+    if annotations.is_file():
+        score, _ = align_file(path, annotations, tokenizer.config)
+        print(f"{path}: aligned to its beats ({annotations.name}), as training data is")
+        return tokenizer.encode(score)
+    ids = tokenizer.encode(path)  # PerTokError names the file
+    grid = check_grid(ids, tokenizer)
+    if not grid.follows_the_beat:
+        print(f"{path}: its onsets follow no beat grid (at most {grid.peak_share:.0%} of notes near one offset "
+              f"from the 16th/triplet grid; played to a click or quantized: over {GRIDLESS_PEAK:.0%}), as a "
+              f"performance recorded without a click: its bars and microtiming are guessed from the file's own "
+              f"tempo, so rhythm and timing will be off. Put {annotations.name} (beat times, ASAP's format) "
+              f"beside it to align it.")
+    return ids
 
 
 def prompt_tokens(sample, tokenizer: PerTok) -> np.ndarray:
@@ -60,7 +68,7 @@ def prompt_tokens(sample, tokenizer: PerTok) -> np.ndarray:
     the end of the last whole note so that the prompt decodes on its own."""
     ids = np.zeros(0, np.int32)
     if sample.prompt:
-        ids = tokenizer.encode(read_like_training(sample.prompt, tokenizer))  # PerTokError names the file
+        ids = encode_like_training(sample.prompt, tokenizer)
         if 0 < sample.prompt_tokens < len(ids):
             _, finished = Grammar(tokenizer, "full").run(ids[:sample.prompt_tokens])
             ends = np.flatnonzero(finished)

@@ -25,9 +25,9 @@ from composer import composition_view, conditions_of, idea_example, prior_latent
 from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow
 from evaluation.similarity import chroma_similarity, groove_similarity
-from experiments.cadenza import (require, check_perform, check_vary, load_models, write_with_roll, compose,
-                                 perform, read_idea)
-from experiments.samples import playable
+from experiments.cadenza import (check_perform, check_vary, compose, load_models, perform, read_idea,
+                                 require, write_with_roll)
+from experiments.samples import encode_like_training, playable
 from performer import piece_velocities
 from pertok import PerTok, PerTokError, TokenType
 from pertok.store import find_midi_files
@@ -77,7 +77,7 @@ def first_bar_with_notes(full: np.ndarray, tokenizer: PerTok, start_bar: int) ->
 def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     """Variations and controls of one input's idea, written to ROOT/variations/`name`."""
     v, (tokenizer, composer, performer) = config.vary, models
-    full = tokenizer.encode(path)  # unreadable or empty MIDI: a PerTokError naming the file
+    full = encode_like_training(str(path), tokenizer)  # unreadable or empty MIDI: a PerTokError naming it
     start_bar = first_bar_with_notes(full, tokenizer, v.start_bar)
     if start_bar != v.start_bar:
         empty = (f"bar {v.start_bar} holds" if start_bar == v.start_bar + 1
