@@ -71,7 +71,7 @@ def read_idea(path: str, full: np.ndarray, tokenizer: PerTok, composer: Trained,
                                          composer.task.context_length - 1)
     if not np.isin(tokenizer.token_types(idea), (TokenType.PITCH, TokenType.DRUM_PITCH)).any():
         raise EmptyScoreError(f"{path}: bars {start_bar}-{start_bar + taken - 1} hold no notes; "
-                              f"choose others with --config.vary.start_bar")
+                              f"choose others with --config.vary.start_bar (python -m cadenza: --bars-from)")
     note = ""
     if total > taken or truncated:
         last = start_bar + taken - 1
@@ -79,7 +79,7 @@ def read_idea(path: str, full: np.ndarray, tokenizer: PerTok, composer: Trained,
         note = (f"{path} has {total} bars; the Composer's ideas are {num_bars} bars of at most "
                 f"{composer.task.context_length - 1} tokens, so {bars} varied"
                 + (f" (bar {last} cut after its last note that fits)" if truncated else "")
-                + "; choose others with --config.vary.start_bar")
+                + "; choose others with --config.vary.start_bar (python -m cadenza: --bars-from)")
     return idea, note
 
 
