@@ -13,7 +13,8 @@ there. A point with point.json is read, not rerun, so the command resumes; `--pa
 K points at once. After every point, WORKDIR_ROOT gets results.json, results.md (mean +- std
 over seeds; a difference from the first point marked where the two ranges mean +- std do not
 overlap) and results.png (one panel per metric). `--set` overrides every point (e.g. a tiny
-run's steps); `--list` prints the runs and exits; `--results PATH` copies results.md there too
+run's steps); `--list` prints the runs and exits; `--table_only` rewrites the table from the
+runs already finished, running nothing; `--results PATH` copies results.md there too
 (a results page of the docs).
 """
 from __future__ import annotations
@@ -24,7 +25,8 @@ import sys
 from absl import app, flags
 
 from experiments import config_file
-from experiments.ablation import main_argv, run_all, run_dir, runs_of
+from experiments.ablation import finished, main_argv, run_all, run_dir, runs_of
+from experiments.ablation_table import write_outputs
 
 _ROOT = flags.DEFINE_string("workdir_root", None, "Each (point, seed) runs in WORKDIR_ROOT/<point>/seed<k>.")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Points run at once, each in its own processes.")
@@ -32,6 +34,7 @@ _ONLY = flags.DEFINE_list("only", [], "Run only these points (names as listed); 
 _MAX_SEEDS = flags.DEFINE_integer("max_seeds", 0, "At most this many seeds per point; 0 = as the config says.")
 _SET = flags.DEFINE_multi_string("set", [], "KEY=VALUE overriding every point, e.g. train.steps=4.")
 _LIST = flags.DEFINE_bool("list", False, "Print the runs and exit.")
+_TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Write the table of the runs already finished; run nothing.")
 _RESULTS = flags.DEFINE_string("results", None, "Also write the table to this path (e.g. docs/results/NAME.md).")
 _SAMPLES = flags.DEFINE_list("samples", [], "num_prompts,per_prompt,unprompted,prompt_tokens,num_tokens; "
                                             "default 4,3,4,256,2048 (16 samples of 2,048 tokens).")
@@ -54,6 +57,11 @@ def main(argv: list[str]) -> None:
             print(shlex.join(main_argv(run, run_dir(_ROOT.value, run), _SET.value, "train")[1:]))
         return
     root = _ROOT.value
+    if _TABLE_ONLY.value:
+        results = finished(runs, root)
+        write_outputs(root, argv[1], runs, results, _RESULTS.value)
+        print(f"{len(results)} of {len(runs)} runs done -> {root}/results.md")
+        return
     results, failures = run_all(argv[1], runs, root, _SET.value, samples, _PARALLEL.value, _RESULTS.value)
     print(f"{len(results)} of {len(runs)} runs done -> {root}/results.md")
     if failures:

@@ -87,6 +87,12 @@ def execute(run: dict, root: str, extra: list[str], samples: list[int]) -> dict:
     return result
 
 
+def finished(runs: list[dict], root: str) -> list[dict]:
+    """The point.json of every run that has one (a table of what is done, running nothing)."""
+    return [json.loads(path.read_text()) for path in (run_dir(root, run) / "point.json" for run in runs)
+            if path.is_file()]
+
+
 def run_all(spec: str, runs: list[dict], root: str, extra: list[str], samples: list[int], parallel: int = 1,
             copy_to: str | None = None) -> tuple[list[dict], list[str]]:
     """Every run (K at once); the table is rewritten after each. Returns (results, failures)."""

@@ -72,7 +72,8 @@ def markdown(spec: str, table: dict, reference_repetition: float | None) -> str:
             mean, std = stats
             text = f"{mean:,.0f}" if column == "parameters" else (
                 f"{mean:.4f} ± {std:.4f}" if len(values) > 1 else f"{mean:.4f}")
-            mark = MARK if entry["metrics"] is not first and _separated(values, first.get(column, [])) else ""
+            measured = column != "parameters"  # a count, not a measurement with a spread
+            mark = MARK if measured and entry["metrics"] is not first and _separated(values, first.get(column, [])) else ""
             cells.append(text + mark)
         lines.append(f"| {name} | {len(entry['seeds'])} of {entry['planned']} | " + " | ".join(cells) + " |")
     if reference_repetition:
