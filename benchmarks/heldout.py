@@ -1,7 +1,9 @@
 """Held-out evaluation inputs: one performance of each ASAP folder that training holds out.
 
     python benchmarks/heldout.py --midi_dir ../shared/midi/asap/performances --out runs/heldout22
-        [--valid_fraction 0.1] [--seed 0] [--max_folders 0]
+        [--valid_fraction 0.1] [--seed 0] [--max_folders 0] [--split folder] [--per_folder 1]
+    python benchmarks/heldout.py --midi_dir ../shared/midi/groove --split top --per_folder 24 \
+        --out runs/groove-heldout
 
 A run with `data.split=folder` holds out a folder (an ASAP piece: its performances, and its
 score under `asap/scores`) when the hash of its path falls under `data.valid_fraction`
@@ -10,6 +12,9 @@ seeded choice, and links it (with its `NAME_annotations.txt`) into OUT at the sa
 path, so `benchmarks/cadenza.py --inputs OUT` can count inputs that share a folder with
 training (it must find none). OUT/heldout.json records the files. The same arguments always
 give the same set: it is the one the Cadenza results pages name.
+
+`--split top` lists the first-level folders a `data.split=top` run holds out instead (Groove:
+whole drummers), and `--per_folder K` takes K files of each held-out folder (seeded).
 """
 from __future__ import annotations
 
@@ -25,24 +30,29 @@ from pertok.store import find_midi_files
 from training.data import is_validation, split_key
 
 
-def heldout_folders(midi_dir: Path, valid_fraction: float) -> dict[str, list[Path]]:
-    """{folder relative to midi_dir: its performances} of every folder held out by `data.split=folder`."""
+def heldout_folders(midi_dir: Path, valid_fraction: float, split: str = "folder") -> dict[str, list[Path]]:
+    """{key relative to midi_dir: its performances} of every folder held out by `data.split=SPLIT`
+    ("folder": a file's parent folder; "top": its first folder)."""
     folders: dict[str, list[Path]] = {}
     for path in find_midi_files(midi_dir):
         relative = str(path.relative_to(midi_dir))
-        folder = os.path.dirname(relative)
-        if folder and is_validation(split_key(relative, "folder"), valid_fraction):
-            folders.setdefault(folder, []).append(path)
+        key = split_key(relative, split)
+        if os.path.dirname(relative) and is_validation(key, valid_fraction):
+            folders.setdefault(key, []).append(path)
     return dict(sorted(folders.items()))
 
 
-def choose(folders: dict[str, list[Path]], seed: int, max_folders: int = 0) -> list[Path]:
-    """One performance per folder (seeded); the first `max_folders` folders in a seeded order (0 = all)."""
+def choose(folders: dict[str, list[Path]], seed: int, max_folders: int = 0, per_folder: int = 1) -> list[Path]:
+    """`per_folder` performances per folder (seeded); the first `max_folders` folders in a seeded
+    order (0 = all)."""
     rng = random.Random(seed)
     names = list(folders)
     if max_folders and max_folders < len(names):
         names = sorted(rng.sample(names, max_folders))
-    return [rng.choice(sorted(folders[name])) for name in names]
+    if per_folder == 1:  # the sets the results pages name were drawn this way
+        return [rng.choice(sorted(folders[name])) for name in names]
+    return [path for name in names
+            for path in sorted(rng.sample(sorted(folders[name]), min(per_folder, len(folders[name]))))]
 
 
 def link_inputs(files: list[Path], midi_dir: Path, out: Path) -> list[str]:
@@ -68,14 +78,17 @@ def main() -> None:
     parser.add_argument("--valid_fraction", type=float, default=0.1, help="the runs' data.valid_fraction")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max_folders", type=int, default=0, help="0 = every held-out folder")
+    parser.add_argument("--split", default="folder", choices=("folder", "top"), help="the runs' data.split")
+    parser.add_argument("--per_folder", type=int, default=1, help="files taken from each held-out folder")
     args = parser.parse_args()
     midi_dir, out = Path(args.midi_dir), Path(args.out)
-    folders = heldout_folders(midi_dir, args.valid_fraction)
+    folders = heldout_folders(midi_dir, args.valid_fraction, args.split)
     if not folders:
         raise SystemExit(f"heldout.py: error: no folder of {midi_dir} is held out at valid_fraction={args.valid_fraction}")
-    files = link_inputs(choose(folders, args.seed, args.max_folders), midi_dir, out)
+    files = link_inputs(choose(folders, args.seed, args.max_folders, args.per_folder), midi_dir, out)
     (out / "heldout.json").write_text(json.dumps({
         "midi_dir": str(midi_dir), "valid_fraction": args.valid_fraction, "seed": args.seed,
+        "split": args.split, "per_folder": args.per_folder,
         "held_out_folders": len(folders), "files": files}, indent=1))
     for name in files:
         print(name)

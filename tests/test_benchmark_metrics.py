@@ -65,3 +65,24 @@ def test_the_regression_learns_a_rule_and_is_told_the_level():
     top = note_features(pieces[5], TOKENIZER)[0][:, FEATURES.index("highest")] == 1
     assert velocity[top].mean() - velocity[~top].mean() == pytest.approx(20, abs=2)
     assert velocity.mean() == pytest.approx(100, abs=2) and np.all(np.abs(timing) < 0.5)
+
+
+def test_heldout_sets_hold_out_what_the_split_holds_out(tmp_path):
+    from benchmarks.heldout import choose, heldout_folders
+    from training.data import is_validation
+
+    for drummer in range(12):
+        for session in range(2):
+            folder = tmp_path / f"drummer{drummer}" / f"session{session}"
+            folder.mkdir(parents=True)
+            for take in range(3):
+                (folder / f"{take}_beat.mid").write_bytes(b"")
+    by_drummer = heldout_folders(tmp_path, 0.3, "top")
+    assert set(by_drummer) == {f"drummer{d}" for d in range(12) if is_validation(f"drummer{d}", 0.3)}
+    assert all(len(files) == 6 for files in by_drummer.values())
+    chosen = choose(by_drummer, seed=0, per_folder=4)
+    assert len(chosen) == 4 * len(by_drummer) and len(set(chosen)) == len(chosen)
+    assert chosen == choose(by_drummer, seed=0, per_folder=4)  # the same arguments, the same set
+    by_session = heldout_folders(tmp_path, 0.3, "folder")
+    assert all(len(files) == 3 for files in by_session.values())
+    assert len(choose(by_session, seed=0)) == len(by_session)  # one performance per folder

@@ -51,7 +51,7 @@ SHRINK = {
     "generate:perceivers": ["--config.sample.num_tokens=24"],
     "generate:lm": ["--config.sample.num_tokens=24"],
     "generate:cadenza": ["--config.generate.num_ideas=2"],
-    "vary:cadenza": ["--config.vary.num_variations=2"],
+    "vary:cadenza": ["--config.vary.num_variations=1"],
 }
 
 

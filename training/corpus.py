@@ -92,7 +92,7 @@ def resolve_midi_dir(data) -> str:
 
 
 def split_mode(data) -> str:
-    """`data.split`: "file" (the default, also for configs without the key) or "folder"."""
+    """`data.split`: "file" (the default, also for configs without the key), "folder" or "top"."""
     mode = data.get("split", "file")
     if mode not in SPLIT_MODES:
         raise ConfigError(f"data.split={mode!r}: expected one of {', '.join(SPLIT_MODES)}")
@@ -127,7 +127,7 @@ def open_store(data):
     Args:
       data: config with midi_dir ("" = built-in corpus; comma-separated sources, `builtin` =
         the built-in corpus), builtin_pieces, cache_dir, store_dir, store_workers, and
-        optionally beats ("auto", the default, or "none") and split ("file" or "folder").
+        optionally beats ("auto", the default, or "none") and split ("file", "folder" or "top").
     """
     from pertok.store import TokenStore, build_store
 

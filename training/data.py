@@ -71,7 +71,7 @@ def is_validation(file: str, valid_fraction: float) -> bool:
     return int.from_bytes(digest[:8], "little") / 2.0**64 < valid_fraction
 
 
-SPLIT_MODES = ("file", "folder")  # what a piece's side of the split is a hash of
+SPLIT_MODES = ("file", "folder", "top")  # what a piece's side of the split is a hash of
 
 
 def split_key(file: str, mode: str = "file") -> str:
@@ -79,10 +79,13 @@ def split_key(file: str, mode: str = "file") -> str:
 
     "file": the file's own relative path. "folder": its parent folder's, so every file of a
     folder (all performances of a piece and its score) lands on the same side; a file at the
-    top of its source is its own key (a folder of loose files is not one piece).
+    top of its source is its own key (a folder of loose files is not one piece). "top": its
+    first folder's, so a whole performer's folder goes to one side (Groove's `drummerN/`).
     """
     if mode not in SPLIT_MODES:
         raise ValueError(f"split mode {mode!r}: expected one of {', '.join(SPLIT_MODES)}")
+    if mode == "top":
+        return file.replace(os.sep, "/").split("/")[0]
     return (os.path.dirname(file) or file) if mode == "folder" else file
 
 

@@ -1,6 +1,7 @@
 """Config checks that run before anything compiles, each naming the key and the reason."""
 from __future__ import annotations
 
+from training.data import SPLIT_MODES
 from training.task import Task
 
 
@@ -46,8 +47,8 @@ def validate(config, num_devices: int, num_processes: int = 1, task: Task | None
           f"data.valid_fraction={config.data.valid_fraction} must lie in [0, 1)")
     check(config.data.pitch_shift >= 0 and config.data.velocity_shift >= 0,
           "data.pitch_shift and data.velocity_shift must be >= 0")
-    check(config.data.get("split", "file") in ("file", "folder"),
-          f"data.split={config.data.get('split')!r} must be 'file' or 'folder'")
+    check(config.data.get("split", "file") in SPLIT_MODES,
+          f"data.split={config.data.get('split')!r} must be one of {', '.join(map(repr, SPLIT_MODES))}")
     if task is not None:
         try:
             task.validate()

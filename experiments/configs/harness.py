@@ -19,7 +19,8 @@ def add_harness(c: ml_collections.ConfigDict, variant: str) -> ml_collections.Co
     c.data.store_dir = ""  # token store path (one source only); "" = a cache entry named after midi_dir
     c.data.store_workers = 1 if tiny else 0  # processes tokenizing a new store; 0 = per core
     c.data.valid_fraction = 0.1  # share of pieces (by a hash of their path) held out
-    c.data.split = "file"  # held out by file path; "folder": by folder (a piece's performances and score)
+    c.data.split = "file"  # held out by file path; "folder": by folder (a piece's performances and
+    # score); "top": by first folder (a performer: Groove's drummerN/)
     c.data.pitch_shift = 3  # transpose by up to this many semitones (drums untouched)
     c.data.velocity_shift = 2  # shift velocities by up to this many bins
     c.data.prefetch = 2  # batches built ahead on a background thread

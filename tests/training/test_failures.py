@@ -131,7 +131,9 @@ def test_no_intact_checkpoint_is_one_error_and_deletes_nothing(copy):
     _damage(copy, 2, "remove")
     trainer = _trainer(copy)
     try:
-        with pytest.raises(CheckpointError, match="checkpoints/4 is damaged: .* checksums .*checkpoints/2 cannot be restored"):
+        # Flipped bytes fail either the checksums or the decompression, depending on where they fall.
+        with pytest.raises(CheckpointError, match=r"checkpoints/4 (is damaged: .* checksums|cannot be "
+                                                   r"restored).*checkpoints/2 cannot be restored"):
             trainer.initial_state(training=True)
         assert trainer.checkpoints.all_steps() == [2, 4]
         assert not os.path.exists(copy / "damaged-checkpoints")

@@ -79,6 +79,15 @@ def test_one_source_is_todays_store(tmp_path, sources):
         assert corpus.resolve_midi_dir(data) == builtin
 
 
+def test_top_split_keeps_each_performer_on_one_side():
+    files = [f"drummer{d}/session{s}/{k}_beat.mid" for d in range(12) for s in range(3) for k in range(4)]
+    store = MemoryPieces([np.zeros(1, np.uint16)] * len(files), files)
+    train, valid = split_pieces(store, 0.3, "top")
+    held = {file.split("/")[0] for file in valid.files}
+    assert held and held.isdisjoint(file.split("/")[0] for file in train.files)
+    assert held == {f"drummer{d}" for d in range(12) if is_validation(f"drummer{d}", 0.3)}
+    assert len(train) + len(valid) == len(files)
+
 def test_folder_split_keeps_a_folder_on_one_side_and_file_split_is_unchanged():
     folders = [f"composer_{i}/piece_{j}" for i in range(5) for j in range(8)]
     files = [f"{folder}/{name}.mid" for folder in folders for name in ("score", "perf_a", "perf_b")]
