@@ -18,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"composer_workdir": REPO / "pretrained" / "composer-small",
           "performer_workdir": REPO / "pretrained" / "performer-small"}
+DRUMMER = REPO / "pretrained" / "performer-groove"  # performs drum tracks, when shipped
 CONTINUER = REPO / "pretrained" / "perceivers-small"  # the shipped PerceiverS
 TOKENS_PER_SECOND = 48  # the median PerTok rate of ASAP's performances (docs/results/sampling.md)
 
@@ -58,6 +59,8 @@ def config_for(args: argparse.Namespace):
     with config.unlocked():
         for key, path in MODELS.items():
             config[key] = str(path)
+        if (DRUMMER / "manifest.json").is_file():
+            config.drum_performer_workdir = str(DRUMMER)
         config.seed = args.seed
         if args.command == "vary":
             config.vary.input, config.vary.strength = args.input, args.strength

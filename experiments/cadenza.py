@@ -23,6 +23,7 @@ from composer import (Conditions, IdeaGenerator, finish_idea, named_conditions, 
                       select_bars)
 from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow, write_piano_roll_figure
+from experiments.parts import fill_by_part
 from experiments.restore import restore_latest
 from experiments.samples import playable
 from pertok import EmptyScoreError, PerTok, TokenType
@@ -102,10 +103,11 @@ def compose(composer: Trained, tokenizer: PerTok, z_NxKxZ: jax.Array, rng: jax.A
 
 def perform(performer: Trained | None, tokenizer: PerTok, compositions: list[np.ndarray],
             rng: jax.Array, temperature: float, rounds: int = 8, level: Any = None,
-            greedy: str = "median", hold_level: bool = True) -> list[Any]:
+            greedy: str = "median", hold_level: bool = True, drums: tuple | None = None) -> list[Any]:
     """Scores of the compositions, performed by the Performer (None where a composition is empty)
     in `rounds` of iterative decoding at dynamic `level` (a MIDI velocity, velocities to match,
-    or None); `greedy` and `hold_level` as in `PerformanceFiller`."""
+    or None); `greedy` and `hold_level` as in `PerformanceFiller`; `drums`: (drum Performer,
+    its level) for drum parts (`fill`)."""
     scores: list[Any] = [None] * len(compositions)
     present = [n for n, ids in enumerate(compositions) if len(ids)]
     if not present:
@@ -114,20 +116,33 @@ def perform(performer: Trained | None, tokenizer: PerTok, compositions: list[np.
         for n in present:
             scores[n] = playable(tokenizer.decode(compositions[n], view="composition"))
         return scores
-    filled = fill(performer, [compositions[n] for n in present], rng, temperature, rounds, level, greedy, hold_level)
+    filled = fill(performer, [compositions[n] for n in present], rng, temperature, rounds, level, greedy, hold_level,
+                  drums)
     for n, ids in zip(present, filled):
         scores[n] = playable(tokenizer.decode(ids, strict=False))
     return scores
 
 
 def fill(performer: Trained, compositions: list[np.ndarray], rng: jax.Array, temperature: float, rounds: int = 8,
-         level: Any = None, greedy: str = "median", hold_level: bool = True) -> list[np.ndarray]:
+         level: Any = None, greedy: str = "median", hold_level: bool = True,
+         drums: tuple | None = None) -> list[np.ndarray]:
     """Full-view ids of non-empty compositions: their MicroTiming and Velocity slots filled by the
-    Performer, every composition token kept (`PerformanceFiller`, compiled once per setting)."""
-    key = ("filler", rounds, greedy, hold_level)
-    if key not in performer.compiled:
-        performer.compiled[key] = PerformanceFiller(performer.task, rounds, greedy=greedy, hold_level=hold_level)
-    return performer.compiled[key](performer.params, compositions, rng, temperature, [level] * len(compositions))
+    Performer, every composition token kept (`PerformanceFiller`, compiled once per setting).
+    With `drums` = (drum Performer, its level; None = `level`), drum parts are performed by it
+    and the rest by `performer` (`experiments.parts.fill_by_part`)."""
+
+    def fill_part(is_drums: bool, parts: list, levels: list) -> list:
+        model = drums[0] if is_drums else performer
+        key = ("filler", rounds, greedy, hold_level)
+        if key not in model.compiled:
+            model.compiled[key] = PerformanceFiller(model.task, rounds, greedy=greedy, hold_level=hold_level)
+        return model.compiled[key](model.params, parts, rng, temperature, levels)
+
+    levels = [level] * len(compositions)
+    if drums is None or drums[0] is None:
+        return fill_part(False, compositions, levels)
+    drum_level = level if drums[1] is None else drums[1]
+    return fill_by_part(fill_part, compositions, performer.task.tokenizer, levels, [drum_level] * len(compositions))
 
 
 def load_models(config, tokenizer: PerTok) -> tuple[Trained, Trained | None]:
@@ -135,6 +150,24 @@ def load_models(config, tokenizer: PerTok) -> tuple[Trained, Trained | None]:
     performer = (load_trained(config.performer_workdir, tokenizer, "performer")
                  if config.performer_workdir else None)
     return composer, performer
+
+
+def load_drum_performer(config, tokenizer: PerTok) -> Trained | None:
+    """The Performer of drum parts (`drum_performer_workdir`), or None: `performer_workdir`'s plays them."""
+    path = config.get("drum_performer_workdir", "")
+    return load_trained(path, tokenizer, "performer") if path and config.performer_workdir else None
+
+
+def drum_level(config, full: np.ndarray | None, tokenizer: PerTok) -> Any:
+    """The drum part's dynamic level: `perform.velocity`, else the input's own drum velocities
+    (None: the same level as the rest)."""
+    if config.perform.velocity or full is None:
+        return None
+    from experiments.parts import split_drums
+    from performer import piece_velocities
+
+    drum_part = split_drums(full, tokenizer)[1]
+    return piece_velocities(drum_part, tokenizer) if len(drum_part) else None
 
 
 def write_with_roll(out_dir: Path, name: str, score, reference: RollRow | None, num_bars: int,
@@ -190,8 +223,10 @@ def check(config, workdir: str) -> None:
     check_vary(config.vary)
     _check_generate(config.generate, PerTok())
     check_perform(config.perform)
-    for name in ("composer_workdir", "performer_workdir"):
-        path = config[name]
+    for name in ("composer_workdir", "performer_workdir", "drum_performer_workdir"):
+        path = config.get(name, "")
+        if name == "drum_performer_workdir" and not path:
+            continue
         found = bool(path) and os.path.isdir(os.path.join(path, "checkpoints"))
         print(f"{name}={path!r}: " + ("a trained run" if found else
               "no checkpoints yet (train it first, see experiments/configs/cadenza.py)"))
@@ -212,7 +247,7 @@ def generate(config, workdir: str) -> dict:
                                         prefix)
     scores = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
                      config.perform.rounds, config.perform.velocity or None, config.perform.greedy,
-                     config.perform.hold_level)
+                     config.perform.hold_level, (load_drum_performer(config, tokenizer), None))
     out_dir = Path(workdir) / "ideas"
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -20,11 +20,14 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import symusic
 
 from composer import composition_view
 from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow
-from experiments.cadenza import check_perform, fill, load_trained, require, write_with_roll
+from experiments.cadenza import (check_perform, drum_level, fill, load_drum_performer, load_trained, require,
+                                 write_with_roll)
+from experiments.parts import print_tracks, track_report
 from experiments.samples import encode_like_training, playable
 from performer import piece_velocities
 from pertok import PerTok, PerTokError, TokenType
@@ -34,15 +37,19 @@ from training.validate import ConfigError
 ROLL_BARS = 16  # bars drawn in each piano roll
 
 
-def perform_one(config, path: Path, name: str, performer, tokenizer: PerTok, out_dir: Path, rng: jax.Array) -> dict:
-    """Perform one file; its summary row."""
+def perform_one(config, path: Path, name: str, performers: tuple, tokenizer: PerTok, out_dir: Path,
+                rng: jax.Array) -> dict:
+    """Perform one file with (Performer, drum Performer or None); its summary row."""
+    performer, drum_performer = performers
     full = encode_like_training(str(path), tokenizer)
     composition = composition_view(full, tokenizer)
     p = config.perform
     level = p.velocity or piece_velocities(full, tokenizer)
     require(len(composition) > 0, f"{path}: no notes to perform")
+    tracks = track_report(symusic.Score(str(path)), drum_performer=drum_performer is not None)
+    print_tracks(path, tracks)
     performed = np.asarray(fill(performer, [composition], rng, p.temperature, p.rounds, level, p.greedy,
-                                p.hold_level)[0])
+                                p.hold_level, (drum_performer, drum_level(config, full, tokenizer)))[0])
     if not np.array_equal(composition_view(performed, tokenizer), composition):
         raise AssertionError(f"{path}: the performance changed the notes; nothing written")
     score, input_score = playable(tokenizer.decode(performed)), tokenizer.decode(full)
@@ -53,7 +60,8 @@ def perform_one(config, path: Path, name: str, performer, tokenizer: PerTok, out
     row = {"input": str(path), "output": str(out_dir / f"{name}.mid"), "notes": int(len(velocities)),
            "velocity_mean": float(velocities.mean()), "velocity_std": float(velocities.std()),
            "input_velocity_std": float(piece_velocities(full, tokenizer).astype(float).std()),
-           "mean_abs_microtiming_bins": float(np.abs(timing).mean()) if len(timing) else 0.0}
+           "mean_abs_microtiming_bins": float(np.abs(timing).mean()) if len(timing) else 0.0,
+           "tracks": [use.line().strip() for use in tracks]}
     print(f"  {name}.mid  {row['notes']} notes kept  velocity {row['velocity_mean']:.0f} +- {row['velocity_std']:.1f} "
           f"(input +- {row['input_velocity_std']:.1f})  mean |microtiming| {row['mean_abs_microtiming_bins']:.2f} "
           f"of 1/96 beat")
@@ -74,14 +82,15 @@ def perform_files(config, workdir: str) -> dict:
     else:
         raise FileNotFoundError(f"perform.input={source!r}: no such MIDI file or folder")
     tokenizer = PerTok()
-    performer = load_trained(config.performer_workdir, tokenizer, "performer")
+    performers = (load_trained(config.performer_workdir, tokenizer, "performer"),
+                  load_drum_performer(config, tokenizer))
     out_dir = Path(workdir) / "performed"
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, skipped, rng = [], [], jax.random.key(config.seed)
     for index, path in enumerate(inputs):
         name = path.stem if not os.path.isdir(source) else str(path.relative_to(source).with_suffix("")).replace(os.sep, "_")
         try:
-            rows.append(perform_one(config, path, name, performer, tokenizer, out_dir, jax.random.fold_in(rng, index)))
+            rows.append(perform_one(config, path, name, performers, tokenizer, out_dir, jax.random.fold_in(rng, index)))
         except (PerTokError, ConfigError) as error:
             if len(inputs) == 1:
                 raise

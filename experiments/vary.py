@@ -20,13 +20,16 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import symusic
 
-from composer import composition_view, conditions_of, idea_example, prior_latents, variation_latents
+from composer import (composition_view, conditions_of, idea_example, prior_latents, select_bars,
+                      variation_latents)
 from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow
 from evaluation.similarity import chroma_similarity, groove_similarity
-from experiments.cadenza import (check_perform, check_vary, compose, load_models, perform, read_idea,
-                                 require, write_with_roll)
+from experiments.cadenza import (check_perform, check_vary, compose, drum_level, load_drum_performer, load_models,
+                                 perform, read_idea, require, write_with_roll)
+from experiments.parts import print_tracks, track_report
 from experiments.samples import encode_like_training, playable
 from performer import piece_velocities
 from pertok import PerTok, PerTokError, TokenType
@@ -50,7 +53,7 @@ def vary(config, workdir: str) -> dict:
     else:
         raise FileNotFoundError(f"vary.input={v.input!r}: no such MIDI file or folder")
     composer, performer = load_models(config, tokenizer)
-    models = (tokenizer, composer, performer)
+    models = (tokenizer, composer, performer, load_drum_performer(config, tokenizer))
     if len(inputs) == 1 and not os.path.isdir(v.input):
         return vary_one(config, inputs[0], inputs[0].stem, models, Path(workdir))
     summaries, skipped = [], []
@@ -76,7 +79,7 @@ def first_bar_with_notes(full: np.ndarray, tokenizer: PerTok, start_bar: int) ->
 
 def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     """Variations and controls of one input's idea, written to ROOT/variations/`name`."""
-    v, (tokenizer, composer, performer) = config.vary, models
+    v, (tokenizer, composer, performer, drum_performer) = config.vary, models
     full = encode_like_training(str(path), tokenizer)  # unreadable or empty MIDI: a PerTokError naming it
     start_bar = first_bar_with_notes(full, tokenizer, v.start_bar)
     if start_bar != v.start_bar:
@@ -86,6 +89,12 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     idea, note = read_idea(str(path), full, tokenizer, composer, start_bar)
     if note:
         print(note)
+    uncut = select_bars(full, tokenizer, start_bar - 1, composer.task.num_bars)[0]
+    last = start_bar + composer.task.num_bars - 1
+    tracks = track_report(symusic.Score(str(path)), idea=tokenizer.decode(idea, strict=False),
+                          whole=tokenizer.decode(uncut, strict=False), bars=f"bars {start_bar}-{last}",
+                          drum_performer=None if performer is None else drum_performer is not None)
+    print_tracks(path, tracks)
     latent_rng, sample_rng, perform_rng, control_rng = jax.random.split(jax.random.key(config.seed), 4)
     composition = composition_view(idea, tokenizer)
     encoder_ids = idea_example(composition, composer.task.context_length)["encoder_ids"][None]
@@ -98,7 +107,8 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     for z, rng, out in ((z_NxKxZ, sample_rng, scores), (prior_NxKxZ, control_rng, controls)):
         compositions, error_rates = compose(composer, tokenizer, z, rng, v.temperature, v.top_p, prefix)
         performed = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
-                            config.perform.rounds, level, config.perform.greedy, config.perform.hold_level)
+                            config.perform.rounds, level, config.perform.greedy, config.perform.hold_level,
+                            (drum_performer, drum_level(config, full, tokenizer)))
         out.extend(zip(performed, error_rates))
 
     out_dir = root / "variations" / name
@@ -117,7 +127,7 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
             write_with_roll(out_dir, row["name"], score, reference, num_bars, title)
             row["notes"] = int(score.note_num())
         rows.append(row)
-    return summarise(out_dir, rows, str(path), v.strength)
+    return summarise(out_dir, rows, str(path), v.strength, [use.line().strip() for use in tracks])
 
 
 def _similarity(input_score, score, prefix: str = "") -> dict[str, float]:
@@ -127,7 +137,7 @@ def _similarity(input_score, score, prefix: str = "") -> dict[str, float]:
             f"{prefix}groove": groove_similarity(input_score, score)}
 
 
-def summarise(out_dir: Path, rows: list[dict], source: str, strength: float) -> dict:
+def summarise(out_dir: Path, rows: list[dict], source: str, strength: float, tracks: list[str] = ()) -> dict:
     """Print each variation's similarity to the input beside its control's; write the JSON."""
     print(f"variations of {source} (strength {strength}) in {out_dir}:")
     print("                  to the input          control (a prior idea, same meter/instruments)")
@@ -138,7 +148,7 @@ def summarise(out_dir: Path, rows: list[dict], source: str, strength: float) -> 
               + ("" if row["notes"] else "  (no notes survived: not written)"))
     means = {key: float(np.mean([r[key] for r in rows]))
              for key in ("chroma", "groove", "control_chroma", "control_groove")}
-    summary = {"input": source, "strength": strength, "variations": rows,
+    summary = {"input": source, "strength": strength, "tracks": list(tracks), "variations": rows,
                **{f"mean_{key}": value for key, value in means.items()}}
     print(f"  mean             chroma {means['chroma']:.3f}  groove {means['groove']:.3f}    "
           f"chroma {means['control_chroma']:.3f}  groove {means['control_groove']:.3f}")

@@ -137,6 +137,23 @@ def test_perform_keeps_every_note_and_plays_a_flat_export(run, tmp_path):
     assert (tmp_path / "out" / "performed" / "export.png").stat().st_size > 1000
 
 
+def test_a_band_piece_reports_its_tracks_and_its_drums_go_to_the_drum_performer(run, tmp_path):
+    import copy
+
+    import symusic
+
+    root, cadenza, summary, _ = run
+    assert len(summary["tracks"]) == 4 and sum("drums" in line for line in summary["tracks"]) == 1
+    assert all("bars 1-2" in line for line in summary["tracks"])
+    band = root / "cache" / "builtin-8" / "piece_0002_band.mid"
+    config = copy.deepcopy(cadenza)
+    with config.unlocked():
+        config.perform.input, config.drum_performer_workdir = str(band), str(root / "performer")
+    row = launch.run(config, str(tmp_path / "out"), "perform")["performed"][0]
+    assert row["notes"] == symusic.Score(str(band)).note_num()  # every note (composition checked inside)
+    assert [line.endswith("drum Performer") for line in row["tracks"]] == [False, False, True, False]
+
+
 def test_perform_without_an_input_is_one_clear_error(run):
     _, cadenza, _, _ = run
     with cadenza.unlocked():

@@ -24,6 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.seed = 0  # latents and sampling derive from it: the same seed gives the same output
     c.composer_workdir = f"runs/composer-{variant}"  # a trained composer.py run (latest checkpoint)
     c.performer_workdir = f"runs/performer-{variant}"  # a trained performer.py run; "" = unperformed
+    c.drum_performer_workdir = ""  # a performer.py run on drums (Groove) for drum tracks; "" = performer_workdir's
 
     c.vary = ml_collections.ConfigDict()
     c.vary.input = ""  # the MIDI file whose idea is varied (required by --mode=vary)
