@@ -86,3 +86,12 @@ def test_heldout_sets_hold_out_what_the_split_holds_out(tmp_path):
     by_session = heldout_folders(tmp_path, 0.3, "folder")
     assert all(len(files) == 3 for files in by_session.values())
     assert len(choose(by_session, seed=0)) == len(by_session)  # one performance per folder
+
+
+def test_performers_are_named_name_equals_workdir():
+    from benchmarks.performer_style import parse_performers
+
+    assert parse_performers("groove=runs/g,piano=pretrained/p") == {"groove": "runs/g", "piano": "pretrained/p"}
+    for bad in ("runs/g", "=runs/g", "groove=", ""):
+        with pytest.raises(SystemExit, match="performer_style.py: error"):
+            parse_performers(bad)
