@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -50,20 +49,12 @@ from composer import (composition_view, conditions_of, idea_example, select_bars
                       variation_latents)
 from evaluation.similarity import chroma_similarity, groove_similarity  # noqa: E402
 from experiments.cadenza import compose, load_trained  # noqa: E402
+from experiments.samples import encode_like_training  # noqa: E402
 from performer import PerformanceFiller, piece_velocities, slot_kinds  # noqa: E402
 
 from performer.slots import MICROTIMING_SLOT, VELOCITY_SLOT  # noqa: E402
 from pertok import PerTok, TokenType  # noqa: E402
 from pertok.store import find_midi_files  # noqa: E402
-
-
-def encode_input(path: Path, tokenizer: PerTok) -> np.ndarray:
-    """Full-view ids of a MIDI file, beat-aligned when its annotations lie beside it."""
-    annotations = path.with_name(f"{path.stem}_annotations.txt")
-    if annotations.is_file():
-        from pertok.align import align_file
-        return tokenizer.encode(align_file(path, annotations)[0])
-    return tokenizer.encode(path)
 
 
 def first_bars(ids: np.ndarray, tokenizer: PerTok, bars: int) -> np.ndarray:
@@ -256,7 +247,7 @@ def run(args: argparse.Namespace) -> None:
     files = sorted(find_midi_files(args.inputs))[:args.max_inputs] if os.path.isdir(args.inputs) else []
     if len(files) < 2:
         raise SystemExit(f"cadenza.py: error: --inputs={args.inputs!r} needs at least 2 MIDI files")
-    pieces = [encode_input(Path(path), tokenizer) for path in files]
+    pieces = [encode_like_training(str(path), tokenizer, quiet=True) for path in files]
     names = {os.path.relpath(str(path), args.inputs) for path in files}
     result = {"inputs": len(files)}
     if args.performer_workdir:

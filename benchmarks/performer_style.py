@@ -21,16 +21,16 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.cadenza import encode_input, first_bars, performer_report, training_split  # noqa: E402
+from benchmarks.cadenza import first_bars, performer_report, training_split  # noqa: E402
 from benchmarks.note_regression import NoteRegression  # noqa: E402
 from benchmarks.results import add_argument, recorded  # noqa: E402
 from experiments.cadenza import load_trained  # noqa: E402
+from experiments.samples import encode_like_training  # noqa: E402
 from performer import piece_velocities  # noqa: E402
 from pertok import PerTok  # noqa: E402
 from pertok.store import find_midi_files  # noqa: E402
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> dict:
     if len(files) < 2:
         raise SystemExit(f"performer_style.py: error: --inputs={args.inputs!r} needs at least 2 MIDI files")
     names = {os.path.relpath(str(path), args.inputs) for path in files}
-    pieces = [first_bars(encode_input(Path(path), tokenizer), tokenizer, args.performer_bars) for path in files]
+    pieces = [first_bars(encode_like_training(str(path), tokenizer, quiet=True), tokenizer, args.performer_bars)
+              for path in files]
     result = {"inputs": len(files), "baselines_from": baselines_from, "performers": {}}
     for name, workdir in performers.items():
         performer = load_trained(workdir, tokenizer, "performer")

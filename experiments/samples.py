@@ -41,18 +41,21 @@ def check_sample(sample) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
 
 
-def encode_like_training(path: str, tokenizer: PerTok) -> np.ndarray:
+def encode_like_training(path: str, tokenizer: PerTok, quiet: bool = False) -> np.ndarray:
     """Full-view ids of a MIDI file as training data reads it: aligned to its beats when
     `NAME_annotations.txt` lies beside it; otherwise as it is, with one line when its onsets
-    follow no beat grid (its microtiming would not be expression)."""
+    follow no beat grid (its microtiming would not be expression). `quiet`: no lines."""
     from pertok.align import GRIDLESS_PEAK, align_file, annotation_path, check_grid
 
     annotations = annotation_path(path)
     if annotations.is_file():
         score, _ = align_file(path, annotations, tokenizer.config)
-        print(f"{path}: aligned to its beats ({annotations.name}), as training data is")
+        if not quiet:
+            print(f"{path}: aligned to its beats ({annotations.name}), as training data is")
         return tokenizer.encode(score)
     ids = tokenizer.encode(path)  # PerTokError names the file
+    if quiet:
+        return ids
     grid = check_grid(ids, tokenizer)
     if not grid.follows_the_beat:
         print(f"{path}: its onsets follow no beat grid (at most {grid.peak_share:.0%} of notes near one offset "
