@@ -44,6 +44,10 @@ RECIPES = {
     "performer-small": "python -m experiments.main --config=experiments/configs/performer.py:small "
                        "--workdir=runs/performer-small --config.data.midi_dir=../shared/midi/asap/performances "
                        "--config.data.split=folder",
+    # Drums played to a click (Groove MIDI); whole drummers held out (data.split=top).
+    "performer-groove": "python -m experiments.main --config=experiments/configs/performer.py:small "
+                        "--workdir=runs/performer-groove --config.data.midi_dir=../shared/midi/groove "
+                        "--config.data.split=top",
     # Its defaults train on real piano (ASAP aligned, maestro10, giantmidi; data.split=folder);
     # the ablation's PerceiverS seed 0 is this run.
     "perceivers-small": "python -m experiments.main --config=experiments/configs/perceivers.py:small "
@@ -54,8 +58,20 @@ RECIPES = {
 MEASURED = {  # where each shipped model's numbers are
     "composer-small": "docs/results/cadenza_heldout22.md (float32) and cadenza_heldout22_shipped.md (these files)",
     "performer-small": "docs/results/cadenza_heldout22.md (float32) and cadenza_heldout22_shipped.md (these files)",
+    "performer-groove": "docs/results/performer_style_groove.md (on held-out drummers, beside the piano Performer)",
     "perceivers-small": "docs/results/ablation_perceivers_small.md (the PerceiverS row, seed 0 is this run)",
 }
+
+
+def data_licence(midi_dir: str) -> str:
+    """The most restrictive licence of the data a run's `data.midi_dir` names."""
+    sources = midi_dir.lower()
+    if "asap" in sources or "maestro" in sources:
+        return "CC BY-NC-SA 4.0 (ASAP, MAESTRO): research and non-commercial use only"
+    named = [name for key, name in (("groove", "Groove MIDI"), ("giantmidi", "GiantMIDI-Piano")) if key in sources]
+    if named:
+        return f"CC BY 4.0 ({', '.join(named)}): credit the dataset"
+    return "the project's own generated corpus: no third-party data"
 
 
 def is_pretrained(path: str | os.PathLike) -> bool:
@@ -125,7 +141,7 @@ def write(name: str, params, config, step: int, trained_at: str = "", seconds: f
         "parameters": count, "dtype": STORED_DTYPE, "sha256": sha256(out / "params.msgpack"),
         "bytes": (out / "params.msgpack").stat().st_size,
         "measured": MEASURED.get(name, ""),
-        "data_licence": "CC BY-NC-SA 4.0 (ASAP, MAESTRO): research and non-commercial use only",
+        "data_licence": data_licence(config.data.midi_dir),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return out

@@ -66,3 +66,10 @@ def test_the_musicians_command_reports_bad_input_in_one_line(tmp_path):
                              cwd=REPO, capture_output=True, text=True, timeout=600)
     assert missing.returncode == 1 and missing.stderr.strip().startswith("cadenza: error:")
     assert len(missing.stderr.strip().splitlines()) == 1 and "none.mid" in missing.stderr
+
+
+def test_a_manifest_names_the_most_restrictive_licence_of_its_data():
+    assert pretrained.data_licence("../shared/midi/groove").startswith("CC BY 4.0 (Groove MIDI)")
+    for sources in ("../shared/midi/asap/performances", "../shared/midi/maestro10,../shared/midi/giantmidi"):
+        assert pretrained.data_licence(sources).startswith("CC BY-NC-SA 4.0")
+    assert "no third-party data" in pretrained.data_licence("")
