@@ -29,7 +29,9 @@ through the same path as `--mode=vary` (`experiments.cadenza.compose`): at stren
 greedy) the F1 of the decoded notes' (onset, pitch) against the idea's; at strength 0.5
 (temperature 1, top-p 0.9) chroma and groove similarity, and the same at each of `--strengths`
 (default 0.25, 0.5, 1: similarity to the own input should fall as strength rises). Each as own
-input / mean over the other inputs, and their gap. Last line: JSON.
+input / mean over the other inputs, and their gap. At each strength, the size of the
+variations: their note count over their input's (median, 10th-90th percentile) and the share
+under half the input's notes (a collapsed variation; one with no notes counts 0). Last line: JSON.
 """
 from __future__ import annotations
 
@@ -172,22 +174,32 @@ def _or_zero(similarity, reference, variation) -> float:
     return float(similarity(reference, variation))
 
 
+def size_summary(ratios: np.ndarray) -> dict:
+    """The distribution of variations' note counts relative to their inputs' (1 = the same size)."""
+    ratios = np.asarray(ratios, float)
+    return {"variations": int(len(ratios)), "median": float(np.median(ratios)),
+            "p10": float(np.percentile(ratios, 10)), "p90": float(np.percentile(ratios, 90)),
+            "under_half": float(np.mean(ratios < 0.5))}
+
+
 def similarity_matrices(composer, tokenizer: PerTok, scores: list, mu, prefixes: np.ndarray,
-                        variations: int, strength: float, rng: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+                        variations: int, strength: float, rng: jax.Array) -> tuple[np.ndarray, np.ndarray, list]:
     """[variations of input i against input j] mean chroma and groove similarity at `strength`
-    (temperature 1, top-p 0.9, each input's own prefix)."""
+    (temperature 1, top-p 0.9, each input's own prefix), and each variation's note count over
+    its input's."""
     n = len(scores)
-    chroma, groove = np.zeros((n, n)), np.zeros((n, n))
+    chroma, groove, ratios = np.zeros((n, n)), np.zeros((n, n)), []
     for i in range(n):
         z = variation_latents(jax.random.fold_in(rng, i), mu[i], variations, strength)
         varied, _ = compose(composer, tokenizer, z, jax.random.fold_in(rng, n + i), 1.0, 0.9,
                             prefix=prefixes[i])
         # A variation with no notes scores 0, as `vary` scores it (dropping it would flatter the mean).
         varied = [tokenizer.decode(ids, view="composition") if len(ids) else None for ids in varied]
+        ratios += [(0 if v is None else v.note_num()) / max(scores[i].note_num(), 1) for v in varied]
         for j in range(n):
             chroma[i, j] = np.mean([_or_zero(chroma_similarity, scores[j], v) for v in varied])
             groove[i, j] = np.mean([_or_zero(groove_similarity, scores[j], v) for v in varied])
-    return chroma, groove
+    return chroma, groove, ratios
 
 
 def composer_report(composer, tokenizer: PerTok, pieces: list[np.ndarray], variations: int,
@@ -212,9 +224,9 @@ def composer_report(composer, tokenizer: PerTok, pieces: list[np.ndarray], varia
     report["f1_strength0"]["gap"] = report["f1_strength0"]["own"] - report["f1_strength0"]["other"]
     report["similarity_by_strength"] = {}
     for strength in sorted(set(strengths) | {0.5}):
-        chroma, groove = similarity_matrices(composer, tokenizer, scores, mu, prefixes,
-                                             variations, strength, jax.random.fold_in(rng, int(strength * 1000)))
-        row = {}
+        chroma, groove, ratios = similarity_matrices(composer, tokenizer, scores, mu, prefixes, variations,
+                                                     strength, jax.random.fold_in(rng, int(strength * 1000)))
+        row = {"size": size_summary(ratios)}
         for name, matrix in (("chroma", chroma), ("groove", groove)):
             own, other = own_other(matrix)
             row[name] = {"own": own, "other": other, "gap": own - other}
@@ -316,6 +328,13 @@ def print_tables(result: dict) -> None:
             for name in ("chroma", "groove"):
                 print(f"| {name} similarity, strength {strength} | {row[name]['own']:.3f} | "
                       f"{row[name]['other']:.3f} | {row[name]['gap']:.3f} |")
+        print("\n| strength | variations | notes / input's notes: median (10th-90th percentile) "
+              "| under half the input's notes |")
+        print("|---|---|---|---|")
+        for strength, row in report["similarity_by_strength"].items():
+            size = row["size"]
+            print(f"| {strength} | {size['variations']} | {size['median']:.2f} ({size['p10']:.2f}-{size['p90']:.2f}) "
+                  f"| {100 * size['under_half']:.0f}% |")
 
 
 if __name__ == "__main__":

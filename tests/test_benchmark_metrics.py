@@ -95,3 +95,12 @@ def test_performers_are_named_name_equals_workdir():
     for bad in ("runs/g", "=runs/g", "groove=", ""):
         with pytest.raises(SystemExit, match="performer_style.py: error"):
             parse_performers(bad)
+
+
+def test_the_size_of_variations_against_their_inputs():
+    from benchmarks.cadenza import size_summary
+
+    size = size_summary([1.0, 0.0, 0.4, 1.2, 0.9])  # one empty variation counts 0
+    assert size["variations"] == 5 and size["median"] == pytest.approx(0.9)
+    assert size["under_half"] == pytest.approx(2 / 5)
+    assert size["p10"] <= size["median"] <= size["p90"]
