@@ -334,7 +334,7 @@ def print_tables(result: dict) -> None:
         for strength, row in report["similarity_by_strength"].items():
             size = row["size"]
             print(f"| {strength} | {size['variations']} | {size['median']:.2f} ({size['p10']:.2f}-{size['p90']:.2f}) "
-                  f"| {100 * size['under_half']:.0f}% |")
+                  f"| {100 * size['under_half']:.1f}% |")
 
 
 if __name__ == "__main__":
