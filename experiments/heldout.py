@@ -45,14 +45,15 @@ def bucket_edges(text: str) -> tuple[int, ...]:
     return edges
 
 
-def report_heldout(config, workdir: str, task, trainer) -> dict | None:
-    """Score the latest checkpoint by the held-out protocol; None for tasks or configs without it."""
+def report_heldout(config, workdir: str, task, trainer, state=None) -> dict | None:
+    """Score the latest checkpoint (or its restored `state`) by the held-out protocol; None for
+    tasks or configs without it."""
     if not isinstance(task, heldout.HeldoutTask) or "heldout_stride" not in config.eval:
         return None
     if not len(trainer.valid_pieces):
         raise ConfigError("no validation pieces to evaluate on: raise data.valid_fraction or add pieces")
     stride, edges = stride_of(config, task), bucket_edges(config.eval.heldout_buckets)
-    state = trainer.initial_state()
+    state = trainer.latest_state() if state is None else state
     try:
         result = heldout.evaluate(task, state.params, trainer.valid_pieces, stride, config.eval.batch_size, edges,
                                   config.eval.heldout_max_tokens)

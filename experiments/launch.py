@@ -65,9 +65,10 @@ def run(config, workdir: str, mode: str = "train", argv: Sequence[str] = ()) -> 
                 logging.info(finished_line(config, trainer.checkpoints.latest_step(),
                                            trainer.checkpoints.directory, argv))
             return None
-        results = trainer.evaluate_latest()
+        state = trainer.latest_state()  # restored once for both evaluations
+        results = trainer.evaluate_latest(state)
         from experiments.heldout import report_heldout
-        report_heldout(config, workdir, task, trainer)
+        report_heldout(config, workdir, task, trainer, state)
         if jax.process_index() == 0:
             from experiments.sample_report import report_samples
             report_samples(config, workdir, store)

@@ -301,11 +301,16 @@ class Trainer:
             missing = bool(multihost_utils.broadcast_one_to_all(np.array(missing)))
         return missing
 
-    def evaluate_latest(self) -> dict[str, float]:
-        """Restore the newest intact checkpoint and evaluate it (appends to metrics.jsonl)."""
+    def latest_state(self) -> TrainState:
+        """The newest intact checkpoint's state (FileNotFoundError when there is none)."""
         if self.checkpoints.latest_step() is None:
             raise FileNotFoundError(f"no checkpoint in {self.checkpoints.directory} to evaluate")
-        return self.evaluate(self.initial_state())
+        return self.initial_state()
+
+    def evaluate_latest(self, state: TrainState | None = None) -> dict[str, float]:
+        """Evaluate the newest intact checkpoint (or `state`, restored from it by `latest_state`);
+        appends to metrics.jsonl."""
+        return self.evaluate(self.latest_state() if state is None else state)
 
     def _config_dict(self) -> dict:
         return json.loads(self.config.to_json_best_effort())
