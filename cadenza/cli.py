@@ -8,10 +8,15 @@
 Output goes beside the input (SONG-cadenza/) unless --out says otherwise: the MIDI files, their
 piano rolls and a summary (similarity.json, performed.json or ideas.json). Bad input is one
 line, `cadenza: error: ...`, and exit status 1.
+
+Compiled models are kept in JAX's persistent compilation cache (`$JAX_COMPILATION_CACHE_DIR`,
+else `$XDG_CACHE_HOME/cadenza/jax` or `~/.cache/cadenza/jax`), so a later command loads what an
+earlier one compiled instead of compiling it again; delete the folder to drop it.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -96,9 +101,23 @@ def continue_file(args: argparse.Namespace, out: Path) -> None:
     generate(config, str(CONTINUER), str(out))
 
 
+def use_compilation_cache() -> str:
+    """Point JAX's persistent compilation cache at the user's cache folder (unless set); every
+    compilation is kept, as a musician's commands compile the same few functions each time."""
+    import jax
+
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cadenza", "jax")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return folder
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     from absl import logging
+
+    use_compilation_cache()
 
     from experiments.launch import run, user_errors
 

@@ -157,7 +157,10 @@ class Walk:
         return extra + SHRINK.get(f"{mode}:{task}", SHRINK.get(mode, []))
 
     def run(self, argv: list[str]) -> subprocess.CompletedProcess:
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        # One compilation cache for the walk: a command that compiles what an earlier one did
+        # (the same model at the same shapes) loads it, as a user's second command does.
+        env = dict(os.environ, PYTHONPATH=str(REPO), JAX_COMPILATION_CACHE_DIR=str(self.tmp / "jax-cache"),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
         return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
