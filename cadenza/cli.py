@@ -10,7 +10,7 @@ piano rolls and a summary (similarity.json, performed.json or ideas.json). Bad i
 line, `cadenza: error: ...`, and exit status 1.
 
 Compiled models are kept in JAX's persistent compilation cache (`$JAX_COMPILATION_CACHE_DIR`,
-else `$XDG_CACHE_HOME/cadenza/jax` or `~/.cache/cadenza/jax`), so a later command loads what an
+else, on Linux, `~/.cache/cadenza/jax-<jaxlib version>-<CPU>`), so a later command loads what an
 earlier one compiled instead of compiling it again; delete the folder to drop it.
 """
 from __future__ import annotations
@@ -101,13 +101,28 @@ def continue_file(args: argparse.Namespace, out: Path) -> None:
     generate(config, str(CONTINUER), str(out))
 
 
-def use_compilation_cache() -> str:
-    """Point JAX's persistent compilation cache at the user's cache folder (unless set); every
-    compilation is kept, as a musician's commands compile the same few functions each time."""
-    import jax
+def use_compilation_cache() -> str | None:
+    """Point JAX's persistent compilation cache at the user's cache folder, keeping every
+    compilation (a musician's commands compile the same few functions each time); the folder
+    or None. `$JAX_COMPILATION_CACHE_DIR` wins when set. Otherwise only on Linux, in a folder
+    per jaxlib version and CPU (its model and flags), so that no entry compiled by other code
+    or for another CPU is ever loaded: loading such entries is where JAX's CPU cache has
+    crashed or refused (jax-ml/jax#38445)."""
+    import hashlib
+    import platform
 
-    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cadenza", "jax")
+    import jax
+    import jaxlib
+
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if not folder:
+        if platform.system() != "Linux" or not os.path.isfile("/proc/cpuinfo"):
+            return None
+        with open("/proc/cpuinfo") as handle:
+            cpu = [line for line in handle if line.startswith(("model name", "flags"))][:2]
+        key = hashlib.sha256("".join(cpu).encode()).hexdigest()[:12]
+        folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cadenza",
+                              f"jax-{jaxlib.__version__}-{platform.machine()}-{key}")
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return folder

@@ -73,3 +73,28 @@ def test_a_manifest_names_the_most_restrictive_licence_of_its_data():
     for sources in ("../shared/midi/asap/performances", "../shared/midi/maestro10,../shared/midi/giantmidi"):
         assert pretrained.data_licence(sources).startswith("CC BY-NC-SA 4.0")
     assert "no third-party data" in pretrained.data_licence("")
+
+
+def test_the_musicians_compilation_cache_is_per_jaxlib_and_cpu(monkeypatch, tmp_path):
+    import platform
+
+    import jax
+    import jaxlib
+
+    from cadenza.cli import use_compilation_cache
+
+    before = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+    try:
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+        assert use_compilation_cache() == str(tmp_path / "mine")  # the user's own setting wins
+        monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        folder = use_compilation_cache()
+        if platform.system() == "Linux":
+            assert folder.startswith(str(tmp_path / "xdg" / "cadenza" / f"jax-{jaxlib.__version__}-"))
+            assert jax.config.jax_compilation_cache_dir == folder
+        else:
+            assert folder is None
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before[0])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
