@@ -55,7 +55,8 @@ class IdeaGenerator:
     Sampling follows PerTok's grammar automaton (`composer.grammar`) with the token budget,
     so every idea decodes strictly: it ends at EOS, or within `max_tokens` after a whole note.
     The grammar also keeps to the prefix's known fields: its TimeSig right after the first Bar
-    (and no other TimeSig), only its Programs, and at most its bar count. Temperature 0 takes
+    (and no other TimeSig), only its Programs, and its bar count (no more bars, and no EOS
+    before the last bar has begun). Temperature 0 takes
     the most likely allowed token (greedy).
     """
 
@@ -112,7 +113,10 @@ class IdeaGenerator:
         program_ok = ((programs_BxM == PAD_ID).all(-1, keepdims=True)
                       | (types_1xV != TokenType.PROGRAM) | listed)
         bar_ok = (bars_Bx1 == 0) | (types_1xV != TokenType.BAR) | (rules.bars[:, None] < bars_Bx1)
-        return signature_ok & program_ok & bar_ok
+        # A known bar count is the idea's length: no EOS before its last bar has begun (an early
+        # EOS is how sampled ideas collapsed to a few notes).
+        end_ok = (bars_Bx1 == 0) | (ids_1xV != EOS_ID) | (rules.bars[:, None] >= bars_Bx1)
+        return signature_ok & program_ok & bar_ok & end_ok
 
     def _next_token(self, params, token_B, segment_state, z_BxKxZ, prefix_BxP, caches, rules, remaining,
                     rng, temperature, top_p):

@@ -70,6 +70,24 @@ def test_ideas_keep_to_the_prefix_meter_programs_and_bars(setup):
     assert not all(row[1] == tokenizer.vocab.ids["TimeSig_3/4"] for row in free)
 
 
+def test_an_idea_with_a_known_bar_count_does_not_end_before_its_last_bar(setup):
+    model, params, tokenizer, _, _, _ = setup
+    generator = IdeaGenerator(model, tokenizer, 96, 2)  # room for two bars
+    bars = 2
+    prefix = generator.model.prefix_ids(named_conditions(tokenizer, "4/4", "0", bars))
+    z = jax.random.normal(jax.random.key(5), (32, *generator.model.latent_shape))
+    ids = generator(params, z, jax.random.key(6), temperature=2.0, prefix_BxP=prefix)
+    ended = [row for row in ids if (row == EOS_ID).any()]
+    assert ended  # an untrained model at temperature 2 ends some ideas by EOS
+    for row in ended:
+        before_eos = row[:np.flatnonzero(row == EOS_ID)[0]]
+        assert (tokenizer.token_types(before_eos) == TokenType.BAR).sum() == bars
+    open_ = generator(params, z, jax.random.key(6), temperature=2.0)  # bar count open: EOS anywhere
+    early = [row for row in open_ if (row == EOS_ID).any()
+             and (tokenizer.token_types(row[:np.flatnonzero(row == EOS_ID)[0]]) == TokenType.BAR).sum() < bars]
+    assert early, "the control: with the bar count open, some ideas end early"
+
+
 def test_a_prefix_of_the_wrong_shape_is_one_clear_error(setup):
     _, params, _, generator, z, prefix = setup
     with pytest.raises(ValueError, match="model.prefix_ids"):
