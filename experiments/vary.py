@@ -119,10 +119,11 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     title = f"{path.name}: idea from bar {start_bar}, strength {v.strength}"
     write_with_roll(out_dir, "input", input_score, None, num_bars, title)
     reference = RollRow("input", piece_notes(input_score, num_bars))
+    pitched = any(not track.is_drum and len(track.notes) for track in input_score.tracks)
     rows = []
     for n, ((score, error_rate), (control, _)) in enumerate(zip(scores, controls)):
         row = {"name": f"variation_{n}", "token_error_rate": error_rate, "notes": 0,
-               **_similarity(input_score, score), **_similarity(input_score, control, "control_")}
+               **_similarity(input_score, score, "", pitched), **_similarity(input_score, control, "control_", pitched)}
         if score is not None:
             write_with_roll(out_dir, row["name"], score, reference, num_bars, title)
             row["notes"] = int(score.note_num())
@@ -130,11 +131,17 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     return summarise(out_dir, rows, str(path), v.strength, [use.line().strip() for use in tracks])
 
 
-def _similarity(input_score, score, prefix: str = "") -> dict[str, float]:
+def _similarity(input_score, score, prefix: str = "", pitched: bool = True) -> dict[str, float | None]:
+    """Chroma and groove similarity to the input (0 for no variation); chroma is None for an
+    input of drums only, which has no pitch classes to compare."""
     if score is None:
-        return {f"{prefix}chroma": 0.0, f"{prefix}groove": 0.0}
-    return {f"{prefix}chroma": chroma_similarity(input_score, score),
+        return {f"{prefix}chroma": 0.0 if pitched else None, f"{prefix}groove": 0.0}
+    return {f"{prefix}chroma": chroma_similarity(input_score, score) if pitched else None,
             f"{prefix}groove": groove_similarity(input_score, score)}
+
+
+def _cell(value: float | None) -> str:
+    return "  -  " if value is None else f"{value:.3f}"
 
 
 def summarise(out_dir: Path, rows: list[dict], source: str, strength: float, tracks: list[str] = ()) -> dict:
@@ -142,15 +149,16 @@ def summarise(out_dir: Path, rows: list[dict], source: str, strength: float, tra
     print(f"variations of {source} (strength {strength}) in {out_dir}:")
     print("                  to the input          control (a prior idea, same meter/instruments)")
     for row in rows:
-        print(f"  {row['name']}.mid  chroma {row['chroma']:.3f}  groove {row['groove']:.3f}    "
-              f"chroma {row['control_chroma']:.3f}  groove {row['control_groove']:.3f}  "
+        print(f"  {row['name']}.mid  chroma {_cell(row['chroma'])}  groove {row['groove']:.3f}    "
+              f"chroma {_cell(row['control_chroma'])}  groove {row['control_groove']:.3f}  "
               f"notes {row['notes']:3d}  token errors {100 * row['token_error_rate']:.1f}%"
               + ("" if row["notes"] else "  (no notes survived: not written)"))
-    means = {key: float(np.mean([r[key] for r in rows]))
+    means = {key: None if any(r[key] is None for r in rows) else float(np.mean([r[key] for r in rows]))
              for key in ("chroma", "groove", "control_chroma", "control_groove")}
     summary = {"input": source, "strength": strength, "tracks": list(tracks), "variations": rows,
                **{f"mean_{key}": value for key, value in means.items()}}
-    print(f"  mean             chroma {means['chroma']:.3f}  groove {means['groove']:.3f}    "
-          f"chroma {means['control_chroma']:.3f}  groove {means['control_groove']:.3f}")
+    print(f"  mean             chroma {_cell(means['chroma'])}  groove {means['groove']:.3f}    "
+          f"chroma {_cell(means['control_chroma'])}  groove {means['control_groove']:.3f}"
+          + ("" if means["chroma"] is not None else "  (chroma: drums only, no pitch classes)"))
     (out_dir / "similarity.json").write_text(json.dumps(summary, indent=1))
     return summary

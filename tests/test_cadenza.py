@@ -103,6 +103,9 @@ def test_vary_a_folder_writes_each_input_in_its_own_folder_and_skips_bad_files(r
     for stem in ("piece_0000_piano", "piece_0001_drums"):
         assert (out / "variations" / stem / "input.mid").is_file()
         assert (out / "variations" / stem / "similarity.json").is_file()
+    piano, drums = summary["inputs"]
+    assert piano["mean_chroma"] is not None
+    assert drums["mean_chroma"] is None and drums["mean_groove"] is not None  # no pitch classes in drums
 
 
 def test_perform_keeps_every_note_and_plays_a_flat_export(run, tmp_path):
