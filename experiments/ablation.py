@@ -97,6 +97,7 @@ def run_all(spec: str, runs: list[dict], root: str, extra: list[str], samples: l
             copy_to: str | None = None) -> tuple[list[dict], list[str]]:
     """Every run (K at once); the table is rewritten after each. Returns (results, failures)."""
     results, failures, lock = [], [], threading.Lock()
+    order = {(run["point"], run["seed"]): index for index, run in enumerate(runs)}
 
     def one(run: dict) -> None:
         try:
@@ -105,8 +106,9 @@ def run_all(spec: str, runs: list[dict], root: str, extra: list[str], samples: l
             failures.append(str(error))
             print(f"error: {error}", file=sys.stderr, flush=True)
             return
-        with lock:  # the table fills in as points finish
+        with lock:  # the table fills in as points finish; results stay in the plan's order
             results.append(result)
+            results.sort(key=lambda done: order.get((done["point"], done["seed"]), len(order)))
             write_outputs(root, spec, runs, results, copy_to)
 
     with ThreadPoolExecutor(max(1, parallel)) as pool:

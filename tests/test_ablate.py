@@ -29,7 +29,7 @@ def test_the_planned_runs_are_the_issues_table():
 @pytest.mark.slow
 def test_a_tiny_ablation_writes_its_table_and_resumes(tmp_path):
     argv = [sys.executable, "-m", "experiments.ablate", SPEC, f"--workdir_root={tmp_path}/ablate",
-            "--only=PerceiverS,LM", "--max_seeds=1", "--samples=2,1,1,32,48",
+            "--only=PerceiverS,LM", "--max_seeds=1", "--samples=2,1,1,32,48", "--parallel=2",
             "--set=train.steps=4", "--set=train.warmup_steps=1", "--set=checkpoint.every=4", "--set=eval.every=0",
             "--set=data.builtin_pieces=8", "--set=data.valid_fraction=0.5", f"--set=data.cache_dir={tmp_path}/cache"]
     first = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
