@@ -141,8 +141,9 @@ def fill(performer: Trained, compositions: list[np.ndarray], rng: jax.Array, tem
     levels = [level] * len(compositions)
     if drums is None or drums[0] is None:
         return fill_part(False, compositions, levels)
-    drum_level = level if drums[1] is None else drums[1]
-    return fill_by_part(fill_part, compositions, performer.task.tokenizer, levels, [drum_level] * len(compositions))
+    level_of_drums = level if drums[1] is None else drums[1]
+    return fill_by_part(fill_part, compositions, performer.task.tokenizer, levels,
+                        [level_of_drums] * len(compositions))
 
 
 def load_models(config, tokenizer: PerTok) -> tuple[Trained, Trained | None]:
