@@ -22,8 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"composer_workdir": REPO / "pretrained" / "composer-small",
-          "performer_workdir": REPO / "pretrained" / "performer-small"}
-DRUMMER = REPO / "pretrained" / "performer-groove"  # performs drum tracks, when shipped
+          "performer_workdir": REPO / "pretrained" / "performer-small",
+          "drum_performer_workdir": REPO / "pretrained" / "performer-groove"}  # drum tracks
 CONTINUER = REPO / "pretrained" / "perceivers-small"  # the shipped PerceiverS
 TOKENS_PER_SECOND = 48  # the median PerTok rate of ASAP's performances (docs/results/sampling.md)
 
@@ -64,8 +64,6 @@ def config_for(args: argparse.Namespace):
     with config.unlocked():
         for key, path in MODELS.items():
             config[key] = str(path)
-        if (DRUMMER / "manifest.json").is_file():
-            config.drum_performer_workdir = str(DRUMMER)
         config.seed = args.seed
         if args.command == "vary":
             config.vary.input, config.vary.strength = args.input, args.strength

@@ -103,12 +103,12 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
     prior_NxKxZ = prior_latents(control_rng, v.num_variations, composer.task.model.latent_shape)
     prefix = composer.task.model.prefix_ids(conditions_of(composition, tokenizer))
     level = config.perform.velocity or piece_velocities(full, tokenizer)  # the input's loudness
+    drums = (drum_performer, drum_level(config, full, tokenizer))  # the input's drum loudness
     scores, controls = [], []
     for z, rng, out in ((z_NxKxZ, sample_rng, scores), (prior_NxKxZ, control_rng, controls)):
         compositions, error_rates = compose(composer, tokenizer, z, rng, v.temperature, v.top_p, prefix)
         performed = perform(performer, tokenizer, compositions, perform_rng, config.perform.temperature,
-                            config.perform.rounds, level, config.perform.greedy, config.perform.hold_level,
-                            (drum_performer, drum_level(config, full, tokenizer)))
+                            config.perform.rounds, level, config.perform.greedy, config.perform.hold_level, drums)
         out.extend(zip(performed, error_rates))
 
     out_dir = root / "variations" / name
