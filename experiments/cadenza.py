@@ -43,17 +43,20 @@ class Trained:
     compiled: dict = dataclasses.field(default_factory=dict)  # jitted samplers, built once
 
 
-_LOADED: dict[tuple[str, int], Trained] = {}  # (workdir, step): a second mode reuses compilations
+_LOADED: dict[str, Trained] = {}  # by workdir: a second mode reuses compilations
 
 
 def load_trained(workdir: str, tokenizer: PerTok, task_name: str) -> Trained:
-    """The latest checkpoint of a `composer` or `performer` training run, on one device (cached)."""
+    """The latest checkpoint of a `composer` or `performer` training run, on one device (cached;
+    a cached run of another task is the same one clear error as an uncached one)."""
     key = os.path.abspath(workdir)
     if key not in _LOADED:
         task, params, config, step = restore_latest(workdir, tokenizer, task_name)
         logging.info("%s: step %d of %s", task_name, step, workdir)
         _LOADED[key] = Trained(task, params, config, step)
-    return _LOADED[key]
+    loaded = _LOADED[key]
+    require(loaded.config.task == task_name, f"{workdir!r} is a {loaded.config.task!r} run, not a {task_name!r} run")
+    return loaded
 
 
 def require(condition: bool, message: str) -> None:
@@ -71,8 +74,13 @@ def read_idea(path: str, full: np.ndarray, tokenizer: PerTok, composer: Trained,
     idea, taken, truncated = select_bars(full, tokenizer, start_bar - 1, num_bars,
                                          composer.task.context_length - 1)
     if not np.isin(tokenizer.token_types(idea), (TokenType.PITCH, TokenType.DRUM_PITCH)).any():
-        raise EmptyScoreError(f"{path}: bars {start_bar}-{start_bar + taken - 1} hold no notes; "
-                              f"choose others with --config.vary.start_bar (python -m cadenza: --bars-from)")
+        choose = "choose others with --config.vary.start_bar (python -m cadenza: --bars-from)"
+        if truncated:  # notes there, but not one fits: a very long note is many Duration tokens
+            notes, tokens = _bar_size(full, tokenizer, start_bar)
+            raise ConfigError(f"{path}: bar {start_bar} holds {notes} notes written in {tokens:,} tokens (a note "
+                              f"held for minutes is written as many Duration tokens), and not one fits in the "
+                              f"Composer's ideas of at most {composer.task.context_length - 1} tokens; {choose}")
+        raise EmptyScoreError(f"{path}: bars {start_bar}-{start_bar + taken - 1} hold no notes; {choose}")
     note = ""
     if total > taken or truncated:
         last = start_bar + taken - 1
@@ -82,6 +90,15 @@ def read_idea(path: str, full: np.ndarray, tokenizer: PerTok, composer: Trained,
                 + (f" (bar {last} cut after its last note that fits)" if truncated else "")
                 + "; choose others with --config.vary.start_bar (python -m cadenza: --bars-from)")
     return idea, note
+
+
+def _bar_size(full: np.ndarray, tokenizer: PerTok, bar: int) -> tuple[int, int]:
+    """(notes, composition tokens) of bar `bar` (from 1) of full-view ids."""
+    types = tokenizer.token_types(full)
+    in_bar = np.cumsum(types == TokenType.BAR) == bar
+    composition = ~np.isin(types, (TokenType.MICROTIMING, TokenType.VELOCITY))
+    notes = np.isin(types, (TokenType.PITCH, TokenType.DRUM_PITCH))
+    return int((in_bar & notes).sum()), int((in_bar & composition).sum())
 
 
 def compose(composer: Trained, tokenizer: PerTok, z_NxKxZ: jax.Array, rng: jax.Array,
@@ -172,11 +189,13 @@ def drum_level(config, full: np.ndarray | None, tokenizer: PerTok) -> Any:
 
 
 def write_with_roll(out_dir: Path, name: str, score, reference: RollRow | None, num_bars: int,
-           title: str) -> None:
-    """`name`.mid and `name`.png: its piano roll under the reference's, on shared axes."""
-    score.dump_midi(str(out_dir / f"{name}.mid"))
+           title: str) -> list[Path]:
+    """`name`.mid and `name`.png: its piano roll under the reference's, on shared axes; their paths."""
+    paths = [out_dir / f"{name}.mid", out_dir / f"{name}.png"]
+    score.dump_midi(str(paths[0]))
     rows = ([reference] if reference else []) + [RollRow(name, piece_notes(score, num_bars))]
-    write_piano_roll_figure(out_dir / f"{name}.png", rows, num_bars, title)
+    write_piano_roll_figure(paths[1], rows, num_bars, title)
+    return paths
 
 
 def check_vary(v) -> None:

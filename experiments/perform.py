@@ -10,7 +10,8 @@ one: the performed file's composition tokens must equal the input's, or the file
 The level is `perform.velocity`, or the input's own velocities when it is 0 (a flat export at
 velocity 100 is played around 100). A file with `NAME_annotations.txt` beside it is aligned to
 its beats first, as training data is. Writes WORKDIR/performed/<name>.mid and <name>.png (the
-input's piano roll above the performance's) and one line per file.
+input's piano roll above the performance's) and one line per file; names as `vary` makes them
+(`experiments.outputs`): another input never overwrites an earlier one's files.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow
 from experiments.cadenza import (check_perform, drum_level, fill, load_drum_performer, load_trained, require,
                                  write_with_roll)
+from experiments.outputs import OutputError, Outputs, input_names
 from experiments.parts import print_tracks, track_report
 from experiments.samples import encode_like_training, playable
 from performer import piece_velocities
@@ -37,7 +39,7 @@ from training.validate import ConfigError
 ROLL_BARS = 16  # bars drawn in each piano roll
 
 
-def perform_one(config, path: Path, name: str, performers: tuple, tokenizer: PerTok, out_dir: Path,
+def perform_one(config, path: Path, name: str, performers: tuple, tokenizer: PerTok, outputs: Outputs,
                 rng: jax.Array) -> dict:
     """Perform one file with (Performer, drum Performer or None); its summary row."""
     performer, drum_performer = performers
@@ -53,8 +55,9 @@ def perform_one(config, path: Path, name: str, performers: tuple, tokenizer: Per
     if not np.array_equal(composition_view(performed, tokenizer), composition):
         raise AssertionError(f"{path}: the performance changed the notes; nothing written")
     score, input_score = playable(tokenizer.decode(performed)), tokenizer.decode(full)
+    name, out_dir = outputs.claim(name, path, stems=(".mid", ".png")), outputs.root
     reference = RollRow(f"{name} (input)", piece_notes(input_score, ROLL_BARS))
-    write_with_roll(out_dir, name, score, reference, ROLL_BARS, f"{name}, performed")
+    outputs.record(name, write_with_roll(out_dir, name, score, reference, ROLL_BARS, f"{name}, performed"))
     velocities = piece_velocities(performed, tokenizer).astype(float)
     timing = tokenizer.vocab.value_of[performed[tokenizer.token_types(performed) == TokenType.MICROTIMING]]
     row = {"input": str(path), "output": str(out_dir / f"{name}.mid"), "notes": int(len(velocities)),
@@ -84,14 +87,13 @@ def perform_files(config, workdir: str) -> dict:
     tokenizer = PerTok()
     performers = (load_trained(config.performer_workdir, tokenizer, "performer"),
                   load_drum_performer(config, tokenizer))
-    out_dir = Path(workdir) / "performed"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = Outputs(Path(workdir) / "performed", "perform")
+    out_dir, names = outputs.root, input_names(inputs, source if os.path.isdir(source) else None)
     rows, skipped, rng = [], [], jax.random.key(config.seed)
-    for index, path in enumerate(inputs):
-        name = path.stem if not os.path.isdir(source) else str(path.relative_to(source).with_suffix("")).replace(os.sep, "_")
+    for index, (path, name) in enumerate(zip(inputs, names)):
         try:
-            rows.append(perform_one(config, path, name, performers, tokenizer, out_dir, jax.random.fold_in(rng, index)))
-        except (PerTokError, ConfigError) as error:
+            rows.append(perform_one(config, path, name, performers, tokenizer, outputs, jax.random.fold_in(rng, index)))
+        except (PerTokError, ConfigError, OutputError) as error:
             if len(inputs) == 1:
                 raise
             print(f"skipped {path}: {error}")  # one bad file in a folder: say so, go on

@@ -5,8 +5,10 @@ beside a control, so a user sees what "related" means here.
         --workdir=runs/cadenza --config.vary.input=IN.mid|FOLDER
 
 Each input writes WORKDIR/variations/<input name>/: `input.mid` (the idea as cut), and for
-every k `variation_k.mid` and `variation_k.png` (its piano roll under the input's), plus
-`similarity.json`. The folder is emptied first, so nothing stale is left from an earlier run.
+every k `variation_k.mid` and `variation_k.png` (its piano roll under the input's; none for a
+variation with no notes), plus `similarity.json`. The name is the input's path relative to the
+input folder, made safe (`experiments.outputs`); a rerun on the same input first removes what the
+earlier run wrote there and nothing else, and another input never takes an existing name.
 The control of variation k is an idea from the prior with the same conditioning prefix (meter,
 programs, bars) and performed the same way: its similarity to the input is what similarity
 looks like without listening.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import jax
@@ -29,6 +30,7 @@ from evaluation.pianoroll import RollRow
 from evaluation.similarity import chroma_similarity, groove_similarity
 from experiments.cadenza import (check_perform, check_vary, compose, drum_level, load_drum_performer, load_models,
                                  perform, read_idea, require, write_with_roll)
+from experiments.outputs import OutputError, Outputs, input_names
 from experiments.parts import print_tracks, track_report
 from experiments.samples import encode_like_training, playable
 from performer import piece_velocities
@@ -54,14 +56,15 @@ def vary(config, workdir: str) -> dict:
         raise FileNotFoundError(f"vary.input={v.input!r}: no such MIDI file or folder")
     composer, performer = load_models(config, tokenizer)
     models = (tokenizer, composer, performer, load_drum_performer(config, tokenizer))
-    if len(inputs) == 1 and not os.path.isdir(v.input):
-        return vary_one(config, inputs[0], inputs[0].stem, models, Path(workdir))
+    folder = v.input if os.path.isdir(v.input) else None
+    names, outputs = input_names(inputs, folder), Outputs(Path(workdir) / "variations", "vary")
+    if folder is None:
+        return vary_one(config, inputs[0], names[0], models, outputs)
     summaries, skipped = [], []
-    for path in inputs:
-        name = str(path.relative_to(v.input).with_suffix("")).replace(os.sep, "_")
+    for path, name in zip(inputs, names):
         try:
-            summaries.append(vary_one(config, path, name, models, Path(workdir)))
-        except (PerTokError, ConfigError) as error:  # one bad file in a folder: say so, go on
+            summaries.append(vary_one(config, path, name, models, outputs))
+        except (PerTokError, ConfigError, OutputError) as error:  # one bad file in a folder: say so, go on
             print(f"skipped {path}: {error}")
             skipped.append({"input": str(path), "reason": str(error)})
     return {"inputs": summaries, "skipped": skipped}
@@ -77,8 +80,9 @@ def first_bar_with_notes(full: np.ndarray, tokenizer: PerTok, start_bar: int) ->
     return int(later.min()) if len(later) else start_bar
 
 
-def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
-    """Variations and controls of one input's idea, written to ROOT/variations/`name`."""
+def vary_one(config, path: Path, name: str, models: tuple, outputs: Outputs) -> dict:
+    """Variations and controls of one input's idea, written to WORKDIR/variations/`name` (or
+    that name with a hash, when another input holds it)."""
     v, (tokenizer, composer, performer, drum_performer) = config.vary, models
     full = encode_like_training(str(path), tokenizer)  # unreadable or empty MIDI: a PerTokError naming it
     start_bar = first_bar_with_notes(full, tokenizer, v.start_bar)
@@ -95,12 +99,12 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
                           whole=tokenizer.decode(uncut, strict=False), bars=f"bars {start_bar}-{last}",
                           drum_performer=None if performer is None else drum_performer is not None)
     print_tracks(path, tracks)
-    latent_rng, sample_rng, perform_rng, control_rng = jax.random.split(jax.random.key(config.seed), 4)
+    latent_rng, sample_rng, perform_rng, prior_rng, control_rng = jax.random.split(jax.random.key(config.seed), 5)
     composition = composition_view(idea, tokenizer)
     encoder_ids = idea_example(composition, composer.task.context_length)["encoder_ids"][None]
     mu_1xKxZ, _ = jax.jit(composer.task.model.encode)(composer.params, encoder_ids)
     z_NxKxZ = variation_latents(latent_rng, mu_1xKxZ[0], v.num_variations, v.strength)
-    prior_NxKxZ = prior_latents(control_rng, v.num_variations, composer.task.model.latent_shape)
+    prior_NxKxZ = prior_latents(prior_rng, v.num_variations, composer.task.model.latent_shape)
     prefix = composer.task.model.prefix_ids(conditions_of(composition, tokenizer))
     level = config.perform.velocity or piece_velocities(full, tokenizer)  # the input's loudness
     drums = (drum_performer, drum_level(config, full, tokenizer))  # the input's drum loudness
@@ -111,30 +115,32 @@ def vary_one(config, path: Path, name: str, models: tuple, root: Path) -> dict:
                             config.perform.rounds, level, config.perform.greedy, config.perform.hold_level, drums)
         out.extend(zip(performed, error_rates))
 
-    out_dir = root / "variations" / name
-    shutil.rmtree(out_dir, ignore_errors=True)  # nothing stale from an earlier run
-    out_dir.mkdir(parents=True)
+    name = outputs.claim(name, path)  # an earlier run's files for this input are removed
+    out_dir = outputs.root / name
+    out_dir.mkdir(parents=True, exist_ok=True)
     num_bars = composer.task.num_bars
     input_score = playable(tokenizer.decode(idea))
     title = f"{path.name}: idea from bar {start_bar}, strength {v.strength}"
-    write_with_roll(out_dir, "input", input_score, None, num_bars, title)
+    written = write_with_roll(out_dir, "input", input_score, None, num_bars, title)
     reference = RollRow("input", piece_notes(input_score, num_bars))
     pitched = any(not track.is_drum and len(track.notes) for track in input_score.tracks)
     rows = []
     for n, ((score, error_rate), (control, _)) in enumerate(zip(scores, controls)):
         row = {"name": f"variation_{n}", "token_error_rate": error_rate, "notes": 0,
                **_similarity(input_score, score, "", pitched), **_similarity(input_score, control, "control_", pitched)}
-        if score is not None:
-            write_with_roll(out_dir, row["name"], score, reference, num_bars, title)
+        if score is not None and score.note_num():  # an empty variation is reported, not written
+            written += write_with_roll(out_dir, row["name"], score, reference, num_bars, title)
             row["notes"] = int(score.note_num())
         rows.append(row)
-    return summarise(out_dir, rows, str(path), v.strength, [use.line().strip() for use in tracks])
+    summary = summarise(out_dir, rows, str(path), v.strength, [use.line().strip() for use in tracks])
+    outputs.record(name, [*written, out_dir / "similarity.json"])
+    return summary
 
 
 def _similarity(input_score, score, prefix: str = "", pitched: bool = True) -> dict[str, float | None]:
     """Chroma and groove similarity to the input (0 for no variation); chroma is None for an
     input of drums only, which has no pitch classes to compare."""
-    if score is None:
+    if score is None or not score.note_num():
         return {f"{prefix}chroma": 0.0 if pitched else None, f"{prefix}groove": 0.0}
     return {f"{prefix}chroma": chroma_similarity(input_score, score) if pitched else None,
             f"{prefix}groove": groove_similarity(input_score, score)}

@@ -1,5 +1,6 @@
 """End to end on the built-in corpus: train the Composer and the Performer for a few steps,
 then vary a piece and generate ideas; bad input gets one clear error."""
+import copy
 import json
 import os
 import shutil
@@ -7,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+import symusic
 
 from experiments import config_file, launch
 from composer import composition_view
@@ -86,31 +89,42 @@ def test_vary_writes_performed_decodable_variations_and_their_similarity(run):
 def test_vary_a_folder_writes_each_input_in_its_own_folder_and_skips_bad_files(run, tmp_path):
     root, cadenza, _, _ = run
     inputs = tmp_path / "inputs"
-    inputs.mkdir()
-    for name in ("piece_0000_piano", "piece_0001_drums"):
-        shutil.copy(root / "cache" / "builtin-8" / f"{name}.mid", inputs / f"{name}.mid")
+    (inputs / "drums").mkdir(parents=True)
+    builtin = root / "cache" / "builtin-8"
+    shutil.copy(builtin / "piece_0000_piano.mid", inputs / "piece_0000_piano.mid")
+    shutil.copy(builtin / "piece_0001_drums.mid", inputs / "drums" / "x.mid")
+    shutil.copy(builtin / "piece_0000_piano.mid", inputs / "drums_x.mid")  # same name as drums/x once flattened
+    shutil.copy(builtin / "piece_0000_piano.mid", inputs / "...mid")  # its stem is '..'
     (inputs / "broken.mid").write_bytes(b"not a MIDI file")
     out = tmp_path / "out"
-    stale = out / "variations" / "piece_0000_piano" / "variation_9.mid"
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"from an earlier run")
+    theirs = out / "variations" / "piece_0000_piano" / "variation_9.mid"  # a folder vary did not make
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"someone else's")
     with cadenza.unlocked():
         cadenza.vary.input, cadenza.vary.num_variations = str(inputs), 1
     summary = launch.run(cadenza, str(out), "vary")
-    assert [Path(s["input"]).stem for s in summary["inputs"]] == ["piece_0000_piano", "piece_0001_drums"]
+    assert [Path(s["input"]).name for s in summary["inputs"]] == ["...mid", "x.mid", "drums_x.mid",
+                                                                  "piece_0000_piano.mid"]
     assert [Path(s["input"]).name for s in summary["skipped"]] == ["broken.mid"]
-    assert not stale.exists()
-    for stem in ("piece_0000_piano", "piece_0001_drums"):
-        assert (out / "variations" / stem / "input.mid").is_file()
-        assert (out / "variations" / stem / "similarity.json").is_file()
-    piano, drums = summary["inputs"]
-    assert piano["mean_chroma"] is not None
+    assert theirs.read_bytes() == b"someone else's"
+    folders = sorted(p.name for p in (out / "variations").iterdir() if p.is_dir())
+    assert len(folders) == 5 and "piece_0000_piano" in folders  # 4 inputs, and the folder it left alone
+    assert "input" in folders and sum(f.startswith("drums_x-") for f in folders) == 2
+    for folder in folders:
+        if folder != "piece_0000_piano":
+            assert (out / "variations" / folder / "input.mid").is_file()
+            assert json.loads((out / "variations" / folder / "similarity.json").read_text())["input"]
+    drums = summary["inputs"][1]
     assert drums["mean_chroma"] is None and drums["mean_groove"] is not None  # no pitch classes in drums
+    assert summary["inputs"][0]["mean_chroma"] is not None
+    again = launch.run(cadenza, str(out), "vary")  # the same inputs: the same folders, replaced
+    assert sorted(p.name for p in (out / "variations").iterdir() if p.is_dir()) == folders
+    assert [s["input"] for s in again["inputs"]] == [s["input"] for s in summary["inputs"]]
+    assert theirs.read_bytes() == b"someone else's"
 
 
 def test_perform_keeps_every_note_and_plays_a_flat_export(run, tmp_path):
     """A quantized export at one velocity: the same notes come back, played by the Performer."""
-    import symusic
 
     root, cadenza, _, _ = run
     tokenizer = PerTok()
@@ -141,10 +155,6 @@ def test_perform_keeps_every_note_and_plays_a_flat_export(run, tmp_path):
 
 
 def test_a_band_piece_reports_its_tracks_and_its_drums_go_to_the_drum_performer(run, tmp_path):
-    import copy
-
-    import symusic
-
     root, cadenza, summary, _ = run
     assert len(summary["tracks"]) == 4 and sum("drums" in line for line in summary["tracks"]) == 1
     assert all("bars 1-2" in line for line in summary["tracks"])
@@ -155,6 +165,84 @@ def test_a_band_piece_reports_its_tracks_and_its_drums_go_to_the_drum_performer(
     row = launch.run(config, str(tmp_path / "out"), "perform")["performed"][0]
     assert row["notes"] == symusic.Score(str(band)).note_num()  # every note (composition checked inside)
     assert [line.endswith("drum Performer") for line in row["tracks"]] == [False, False, True, False]
+
+
+def test_an_empty_variation_is_reported_not_written_and_the_control_draws_its_own_keys(run, tmp_path, monkeypatch):
+    """A variation whose notes all fail is a row with 0 notes and no file; the control's prior
+    latent and its sampling do not share one random key."""
+    import experiments.vary as vary_module
+
+    _, cadenza, _, _ = run
+    config = copy.deepcopy(cadenza)
+    with config.unlocked():
+        config.vary.input = str(run[0] / "cache" / "builtin-8" / "piece_0000_piano.mid")
+        config.vary.num_variations, config.vary.start_bar = 2, 1
+    keys = {}
+    real_prior, real_compose = vary_module.prior_latents, vary_module.compose
+
+    def prior(rng, *args):
+        keys["prior"] = jax.random.key_data(rng).tolist()
+        return real_prior(rng, *args)
+
+    def compose(composer, tokenizer, z, rng, *args):
+        keys.setdefault("compose", []).append(jax.random.key_data(rng).tolist())
+        return real_compose(composer, tokenizer, z, rng, *args)
+
+    def perform(performer, tokenizer, compositions, *args):
+        return [symusic.Score(480)] + [tokenizer.decode(c) for c in compositions[1:]]  # the first: no notes
+
+    monkeypatch.setattr(vary_module, "prior_latents", prior)
+    monkeypatch.setattr(vary_module, "compose", compose)
+    monkeypatch.setattr(vary_module, "perform", perform)
+    summary = launch.run(config, str(tmp_path / "out"), "vary")
+    first = summary["variations"][0]
+    assert first["notes"] == 0 and first["chroma"] == 0.0 and first["groove"] == 0.0
+    folder = tmp_path / "out" / "variations" / "piece_0000_piano"
+    assert not (folder / "variation_0.mid").exists() and not (folder / "variation_0.png").exists()
+    assert (folder / "input.mid").is_file()
+    assert keys["prior"] not in keys["compose"]  # the controls' sampling key is not the prior's
+
+
+def _as_old_code_saved_it(workdir: Path, edit) -> None:
+    """Rewrite a run's saved configs (config.json and each checkpoint's) with `edit(config)`."""
+    paths = [workdir / "config.json", *(workdir / "checkpoints").glob("*/config/metadata")]
+    for path in paths:
+        config = json.loads(path.read_text())
+        edit(config)
+        path.write_text(json.dumps(config))
+
+
+def test_a_run_saved_by_older_code_is_one_model_for_vary_eval_and_resume(run, tmp_path):
+    """Saved before model.latents_per_bar (one latent per idea): vary builds that model, and eval
+    or resume with today's default of 4 per bar is refused, not silently another model."""
+    from experiments.cadenza import load_trained
+
+    root, _, _, _ = run
+    old = tmp_path / "composer-old"
+    shutil.copytree(root / "composer", old)
+    _as_old_code_saved_it(old, lambda config: config["model"].pop("latents_per_bar"))
+    assert load_trained(str(old), PerTok(), "composer").config.model.latents_per_bar == 0
+    composer = _config("experiments/configs/composer.py:tiny", **_training_overrides(str(root / "cache")), **{
+        "model.encoder_layers": 1, "model.decoder_layers": 1, "model.latent_dim": 4, "model.context_length": 64})
+    for mode in ("eval", "train"):
+        with pytest.raises(ConfigError, match=r"model.latents_per_bar: 0 -> 4"):
+            launch.run(composer, str(old), mode)
+    with composer.unlocked():
+        composer.model.latents_per_bar = 0  # the saved model, named: eval builds what vary built
+        composer.data.valid_fraction = 0.5  # something to evaluate on (eval compares only the model)
+    assert np.isfinite(launch.run(composer, str(old), "eval")["valid/loss"])
+    _as_old_code_saved_it(old, lambda config: config["model"].update(attention_sinks=4))
+    with pytest.raises(ConfigError, match="does not know: model.attention_sinks"):
+        launch.run(composer, str(old), "eval")
+
+
+def test_a_run_of_the_other_task_is_refused_even_when_loaded_before(run):
+    from experiments.cadenza import load_trained
+
+    root = run[0]
+    load_trained(str(root / "composer"), PerTok(), "composer")  # vary loaded it: it is cached
+    with pytest.raises(ConfigError, match="is a 'composer' run, not a 'performer' run"):
+        load_trained(str(root / "composer"), PerTok(), "performer")
 
 
 def test_perform_without_an_input_is_one_clear_error(run):
@@ -175,6 +263,26 @@ def test_an_idea_that_starts_with_empty_bars_moves_to_the_first_bar_with_notes()
     assert first_bar_with_notes(full, tokenizer, 5) == 5  # none later: read_idea reports it
 
 
+def test_a_bar_whose_notes_do_not_fit_is_told_apart_from_an_empty_bar(tmp_path):
+    """A 10-hour note is thousands of Duration tokens: its bar holds notes that do not fit."""
+    from types import SimpleNamespace
+
+    from experiments.cadenza import read_idea
+
+    score, track = symusic.Score(480), symusic.Track(program=0)
+    track.notes.append(symusic.Note(0, 480 * 120 * 60 * 10, 60, 80))  # 10 hours at 120 bpm
+    for beat, pitch in enumerate((64, 67, 72), start=1):
+        track.notes.append(symusic.Note(480 * beat, 480, pitch, 80))
+    score.tracks.append(track)
+    path = tmp_path / "drone.mid"
+    score.dump_midi(str(path))
+    tokenizer = PerTok()
+    full = tokenizer.encode(path)
+    composer = SimpleNamespace(task=SimpleNamespace(num_bars=2, context_length=192))
+    with pytest.raises(ConfigError, match=r"bar 1 holds 4 notes written in [\d,]+ tokens .* at most 191 tokens"):
+        read_idea(str(path), full, tokenizer, composer, 1)
+
+
 def test_generate_writes_ideas_from_the_prior_in_the_configured_meter_and_program(run):
     root, _, _, ideas = run
     rows = ideas["ideas"]
@@ -193,7 +301,6 @@ def test_bad_input_gets_one_clear_error(run, tmp_path):
     _, cadenza, _, _ = run
     not_midi, no_notes = tmp_path / "notes.txt", tmp_path / "silent.mid"
     not_midi.write_text("not a MIDI file")
-    import symusic
     symusic.Score(480).dump_midi(str(no_notes))
     cases = [(str(not_midi), MidiParseError, "notes.txt"), (str(no_notes), EmptyScoreError, "silent.mid"),
              (str(tmp_path / "missing.mid"), FileNotFoundError, "missing.mid")]
