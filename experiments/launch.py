@@ -1,6 +1,7 @@
 """What `experiments.main` does once flags are parsed: check, wire the task, train or evaluate."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from experiments.tasks import EXTRA_MODES, build_task, check_mode, run_mode, sup
 from training import corpus
 from training import mesh as mesh_lib
 from training.checkpoint import CheckpointError
+from training.lock import WorkdirInUseError, training_lock
 from training.trainer import Trainer, TrainingDiverged
 from training.validate import ConfigError, validate
 
@@ -22,7 +24,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Errors a user fixes from the command line: reported as one message, no traceback."""
     from pertok.errors import PerTokError
 
-    errors = [ConfigError, TrainingDiverged, CheckpointError, FileNotFoundError, PerTokError]
+    from experiments.outputs import OutputError
+
+    errors = [ConfigError, TrainingDiverged, CheckpointError, FileNotFoundError, PerTokError,
+              OutputError, WorkdirInUseError]
     try:
         from pertok.store import StoreError
         errors.append(StoreError)
@@ -35,7 +40,8 @@ def run(config, workdir: str, mode: str = "train", argv: Sequence[str] = ()) -> 
     """Train (resuming from the workdir's newest intact checkpoint), evaluate it, or only check.
 
     Every config value is checked before the token store is built or anything compiles; the
-    resume checks run before WORKDIR/config.json is (re)written.
+    resume checks run before WORKDIR/config.json is (re)written. Training holds WORKDIR/.lock
+    until it ends, so a second training of the same workdir stops at once (WorkdirInUseError).
 
     Args:
       argv: the command-line arguments of this run, to print the next command when it ends.
@@ -56,8 +62,19 @@ def run(config, workdir: str, mode: str = "train", argv: Sequence[str] = ()) -> 
         logging.info("config is valid for %d devices", jax.device_count())
         return None
     os.makedirs(workdir, exist_ok=True)
+    # One training per workdir, locked before anything is written to it; eval writes only its
+    # own files and may run beside a training.
+    with training_lock(workdir) if mode == "train" else contextlib.nullcontext():
+        return _train_or_evaluate(config, workdir, mode, task, argv)
+
+
+def _train_or_evaluate(config, workdir: str, mode: str, task, argv: Sequence[str]) -> dict | None:
+    """Build the token store and the Trainer, then train or evaluate (the body of `run`)."""
+    from experiments.config_history import history
+
     store = corpus.open_store(config.data)
-    trainer = Trainer(task, config, workdir, store, corpus.augmentation(store.tokenizer, config.data))
+    trainer = Trainer(task, config, workdir, store, corpus.augmentation(store.tokenizer, config.data),
+                      history=history())
     try:
         if mode == "train":
             trainer.train()

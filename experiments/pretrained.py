@@ -22,10 +22,10 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import serialization
 
+from experiments.config_history import saved_config
 from experiments.tasks import build_task
 from pertok import PerTok
 from training.validate import ConfigError
@@ -93,9 +93,10 @@ def load(folder: str | os.PathLike, tokenizer: PerTok, task_name: str):
     """(task, float32 params, config, step) of a pretrained folder, checked (see the module doc)."""
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
-    config = ml_collections.ConfigDict(json.loads((folder / "config.json").read_text()))
-    if config.get("task") != task_name:
-        raise ConfigError(f"{folder} holds a {config.get('task')!r} model, not a {task_name!r} one")
+    saved = json.loads((folder / "config.json").read_text())
+    if saved.get("task") != task_name:
+        raise ConfigError(f"{folder} holds a {saved.get('task')!r} model, not a {task_name!r} one")
+    config = saved_config(saved, str(folder / "config.json"))
     digest = sha256(folder / "params.msgpack")
     if digest != manifest.get("sha256"):
         raise ConfigError(f"{folder}/params.msgpack has SHA-256 {digest[:12]}..., its manifest says "

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 
 import jax
-import ml_collections
 
+from experiments.config_history import saved_config
 from experiments.tasks import build_task
 from pertok import PerTok
 from training.checkpoint import Checkpoints
@@ -33,9 +33,10 @@ def restore_latest(workdir: str, tokenizer: PerTok, task_name: str):
         step = checkpoints.latest_step()
         if step is None:
             raise FileNotFoundError(f"{task_name} workdir {workdir!r} holds no checkpoints; {hint}")
-        config = ml_collections.ConfigDict(checkpoints.saved_config(step))
-        if config.get("task") != task_name:
-            raise ConfigError(f"{workdir!r} is a {config.get('task')!r} run, not a {task_name!r} run")
+        saved = checkpoints.saved_config(step)
+        if saved.get("task") != task_name:
+            raise ConfigError(f"{workdir!r} is a {saved.get('task')!r} run, not a {task_name!r} run")
+        config = saved_config(saved, f"the checkpoint at step {step} in {workdir}")
         task = build_task(config, tokenizer)
         tx, _ = make_optimizer(config.train)
         abstract = abstract_state(task, tx, task.example_batch(1), config.seed)

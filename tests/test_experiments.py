@@ -69,6 +69,36 @@ def test_bad_values_are_refused_before_anything_compiles(tmp_path):
     assert "Traceback" not in result.stderr and not os.path.exists(tmp_path / "run")
 
 
+def test_nan_and_infinite_values_are_refused_by_key(tmp_path):
+    from training import ConfigError, validate
+
+    config = config_file.load_config(f"{LM}:tiny")
+    validate(config, num_devices=8)  # the shipped values pass
+    config.train.b2, config.train.weight_decay = float("nan"), float("nan")
+    config.train.learning_rate, config.model.dropout = float("inf"), float("-inf")
+    with pytest.raises(ConfigError) as error:
+        validate(config, num_devices=8)
+    message = str(error.value)
+    for key in ("train.b2=nan", "train.weight_decay=nan", "train.learning_rate=inf",
+                "model.dropout=-inf"):
+        assert f"{key} must be a finite number" in message
+    assert message.count("train.b2=") == 1  # not again by its range check
+    # Finite values out of range are named by their range checks.
+    config = config_file.load_config(f"{LM}:tiny")
+    config.train.b1, config.train.b2, config.train.weight_decay = -0.1, 1.0, -0.01
+    with pytest.raises(ConfigError) as error:
+        validate(config, num_devices=8)
+    for expected in ("train.b1=-0.1 must lie in [0, 1)", "train.b2=1.0 must lie in [0, 1)",
+                     "train.weight_decay=-0.01 must be >= 0"):
+        assert expected in str(error.value)
+    # The command line's --mode=check refuses them too, in one message.
+    result = _main(f"--config={LM}:tiny", f"--workdir={tmp_path}/run", "--mode=check",
+                   "--config.train.b2=nan", "--config.train.learning_rate=inf")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "train.b2=nan must be a finite number" in result.stderr
+    assert "train.learning_rate=inf must be a finite number" in result.stderr
+
+
 def test_sweep_lists_one_command_per_point_each_with_its_own_workdir(tmp_path):
     commands = sweep.commands(f"{LM}:tiny", str(tmp_path))
     assert len(commands) == 4

@@ -223,6 +223,15 @@ def quiet_abandoned_io() -> None:
                 previous(unraisable)
 
         sys.unraisablehook = hook
+        previous_excepthook = sys.excepthook
+
+        def excepthook(kind, value, traceback) -> None:
+            # Tensorstore's callbacks that land on orbax's closed loop (as the manager closes)
+            # report through PyErr_Print, i.e. here, not as unraisable.
+            if not (kind is RuntimeError and "Event loop is closed" in str(value)):
+                previous_excepthook(kind, value, traceback)
+
+        sys.excepthook = excepthook
     stderr, muted = sys.stderr, io.StringIO()
     sys.stderr = muted
     try:

@@ -2,10 +2,12 @@
 that continues the same training trajectory (unless `resume.allow_changes` names the change)."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -42,6 +44,57 @@ def _matches(key: str, names: tuple[str, ...]) -> bool:
     return any(key == name or (name.endswith(".") and key.startswith(name)) for name in names)
 
 
+@dataclasses.dataclass(frozen=True)
+class ConfigHistory:
+    """What the code declares about config keys that came and went since runs were saved.
+
+    Attributes:
+      added: {key: the value that reproduces a run saved before the key existed}.
+      renamed: {key the code no longer reads: function(saved value) -> {today's key: value}}.
+    """
+
+    added: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    renamed: Mapping[str, Callable[[Any], dict]] = dataclasses.field(default_factory=dict)
+
+
+def saved_as_now(saved: dict, known: Collection[str], history: ConfigHistory, source: str) -> dict:
+    """A saved flat config as this code reads it: renamed keys mapped, keys added since given the
+    value that reproduces the saved run. Keys that only say how to log, evaluate, save or sample
+    (FREE_TO_CHANGE) may stay absent: the command gives them.
+
+    Args:
+      known: every flat key this code's config has.
+      source: what the config is, for messages ("the checkpoint at step 4 in runs/x").
+    Raises:
+      ConfigError: a saved key this code does not know (and no declared rename), or a missing
+        key that shapes the model or its training with no declared value: the run is of other
+        code, and building it would give another model.
+    """
+    now, unknown = {}, []
+    for key, value in saved.items():
+        if key in known or key == DATA_KEY:
+            now[key] = value
+        elif key in history.renamed:
+            now.update({new: old for new, old in history.renamed[key](value).items() if new not in saved})
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ConfigError(f"{source} was saved with config key(s) this code does not know: "
+                          f"{', '.join(sorted(unknown))}; it is a run of other code (use that code, or a "
+                          f"new --workdir)")
+    missing = []
+    for key in sorted(set(known) - now.keys()):
+        if key in history.added:
+            now[key] = history.added[key]
+        elif not _matches(key, FREE_TO_CHANGE):
+            missing.append(key)
+    if missing:
+        raise ConfigError(f"{source} was saved without config key(s) {', '.join(missing)}, which shape the "
+                          f"model or its training, and this code declares no value for runs saved before "
+                          f"them; it is a run of other code (use that code, or a new --workdir)")
+    return now
+
+
 def config_changes(saved: dict, current: dict, only_model: bool = False) -> dict[str, list]:
     """{key: [saved value, current value]} for the keys that change the trajectory.
 
@@ -55,12 +108,7 @@ def config_changes(saved: dict, current: dict, only_model: bool = False) -> dict
         old, new = saved.get(key, _ABSENT), current.get(key, _ABSENT)
         if not relevant or old == new:
             continue
-        if _ABSENT in (old, new):
-            # A field the code gained or lost since the checkpoint: new fields default to the
-            # behaviour the code had without them (e.g. model.scale_mask="sliding"), so an
-            # older run resumes; said once, never refused.
-            logging.warning("config key %s is %s the checkpoint's config (now %s)", key,
-                            "not in" if old == _ABSENT else "only in", json.dumps(new))
+        if old == _ABSENT:  # a key the command gives (`saved_as_now` refused every other)
             continue
         changes[key] = [old, new]
     return changes

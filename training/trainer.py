@@ -38,11 +38,15 @@ class Trainer:
     Args:
       pieces: every tokenized piece; split into training and validation by piece path.
       augmentation: token-id augmentation applied to training examples only.
+      history: the config keys added or renamed since runs were saved (what a checkpoint
+        without them was trained with); none declared: such a checkpoint is refused.
     """
 
     def __init__(self, task: Task, config, workdir: str, pieces: Pieces,
-                 augmentation: Augmentation | None = None, mesh: jax.sharding.Mesh | None = None):
+                 augmentation: Augmentation | None = None, mesh: jax.sharding.Mesh | None = None,
+                 history: resume.ConfigHistory | None = None):
         self.task, self.config, self.workdir = task, config, workdir
+        self.history = history or resume.ConfigHistory()
         self.mesh = mesh or mesh_lib.make_mesh(config.mesh.fsdp)
         self.is_chief = jax.process_index() == 0
         train_pieces, valid_pieces = split_pieces(pieces, config.data.valid_fraction,
@@ -317,8 +321,9 @@ class Trainer:
 
     def _check_saved_config(self, step: int, only_model: bool) -> dict[str, list]:
         """The accepted config changes since the checkpoint at `step`; ConfigError if refused."""
-        saved, current = (resume.flatten(self.checkpoints.saved_config(step)),
-                          resume.flatten(self._config_dict()))
+        current = resume.flatten(self._config_dict())
+        saved = resume.saved_as_now(resume.flatten(self.checkpoints.saved_config(step)), current,
+                                    self.history, f"the checkpoint at step {step} in {self.checkpoints.directory}")
         manifest = self.checkpoints.manifest(step)
         if manifest is not None and manifest.get("data"):
             saved[resume.DATA_KEY], current[resume.DATA_KEY] = manifest["data"], self.data_hash

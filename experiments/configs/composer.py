@@ -9,6 +9,11 @@ import ml_collections
 from experiments.configs.harness import add_harness, new_config
 
 VARIANTS = ("tiny", "small", "base")
+# Runs saved before a key existed (`experiments.config_history`): the value that reproduces them.
+ADDED = {"model.latents_per_bar": 0,  # before it: one latent per idea
+         "model.onset_embedding": False}
+# Keys the code no longer reads: how a saved value maps onto today's keys.
+RENAMED = {"model.bar_latents": lambda on: {"model.latents_per_bar": 1 if on else 0}}  # per bar, or per idea
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -4,6 +4,12 @@ only the fields it needs (see lm.py, perceivers.py, composer.py, performer.py).
 """
 import ml_collections
 
+# Keys added after runs were saved: the value that reproduces a run saved without the key
+# (`experiments.config_history`). A key that shapes the model or its training and is missing
+# from an old run's config, with no value here, makes that run one clear error.
+ADDED = {"data.beats": "none",  # before beat alignment: every file as it is
+         "data.split": "file"}  # before folder/top splits: held out by file path
+
 
 def add_harness(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
     """Add the harness blocks to `c` at the sizes of `variant` ("tiny" = 2-core CPU)."""

@@ -13,6 +13,9 @@ import ml_collections
 from experiments.configs.harness import add_harness, add_heldout, add_sample, new_config
 
 VARIANTS = ("tiny", "small", "base", "paper")
+# Runs saved before a key existed (`experiments.config_history`): the value that reproduces them.
+ADDED = {"model.scale_mask": "sliding",  # the only reading before the key
+         "data.buckets": 1}  # every batch at the full context
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
