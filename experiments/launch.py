@@ -82,6 +82,7 @@ def _train_or_evaluate(config, workdir: str, mode: str, task, argv: Sequence[str
                 logging.info(finished_line(config, trainer.checkpoints.latest_step(),
                                            trainer.checkpoints.directory, argv))
             return None
+        trainer.write_metrics_to(os.path.join(workdir, "eval"))  # beside a training, not into its file
         state = trainer.latest_state()  # restored once for both evaluations
         results = trainer.evaluate_latest(state)
         from experiments.heldout import report_heldout

@@ -26,7 +26,7 @@ from absl import logging as absl_logging
 from training.state import TrainState
 
 _REGISTERED = False  # the array handler below is registered once per process
-_QUIET = False  # quiet_abandoned_io() has run
+_QUIET = False  # drop_closed_loop_reports() has run
 _MANIFEST_FORMAT = 1
 _PARTIAL_SUFFIX = ".orbax-checkpoint-tmp"  # orbax writes a step here, then renames it
 
@@ -70,6 +70,7 @@ class Checkpoints:
         if step in self._manager.all_steps():
             return step
         manifest = {"format": _MANIFEST_FORMAT, "checksums": checksums(state), "data": data_hash}
+        drop_closed_loop_reports()
         try:
             with _QuietSave():  # its threads print tracebacks; the error below says it once
                 self._manager.save(step, args=ocp.args.Composite(
@@ -97,6 +98,7 @@ class Checkpoints:
         target = jax.tree.map(
             lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
             abstract, shardings)
+        drop_closed_loop_reports()
         try:
             restored = self._manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
@@ -206,32 +208,34 @@ def one_line(error: BaseException, head: int = 60, tail: int = 140) -> str:
     return text if len(text) <= head + tail + 5 else f"{text[:head]} ... {text[-tail:]}"
 
 
+def drop_closed_loop_reports() -> None:
+    """Drop the reports of orbax's abandoned asyncio work: tensorstore callbacks that land on a
+    closed event loop (as unraisable, or through sys.excepthook) and coroutines never awaited.
+    They follow a failed save or restore, sometimes while it is still failing, so the filters go
+    in before each restore and save (once per process); any other report passes through."""
+    global _QUIET
+    if _QUIET:
+        return
+    _QUIET = True
+    logging.getLogger("asyncio").addFilter(lambda record: "never retrieved" not in record.getMessage())
+    previous_unraisable, previous_excepthook = sys.unraisablehook, sys.excepthook
+
+    def unraisable_hook(unraisable) -> None:
+        if not (asyncio.iscoroutine(unraisable.object) or "Event loop is closed" in str(unraisable.exc_value)):
+            previous_unraisable(unraisable)
+
+    def excepthook(kind, value, traceback) -> None:
+        if not (kind is RuntimeError and "Event loop is closed" in str(value)):
+            previous_excepthook(kind, value, traceback)
+
+    sys.unraisablehook, sys.excepthook = unraisable_hook, excepthook
+
+
 def quiet_abandoned_io() -> None:
     """After a failed save or restore, orbax's abandoned asyncio tasks print tracebacks as
     their writes end on a closed event loop or are collected; the error is reported in one
     line instead. Waits (stderr muted) until they fall silent, and drops later reports."""
-    global _QUIET
-    if not _QUIET:
-        _QUIET = True
-        logging.getLogger("asyncio").addFilter(
-            lambda record: "never retrieved" not in record.getMessage())
-        previous = sys.unraisablehook
-
-        def hook(unraisable) -> None:
-            if not (asyncio.iscoroutine(unraisable.object)
-                    or "Event loop is closed" in str(unraisable.exc_value)):
-                previous(unraisable)
-
-        sys.unraisablehook = hook
-        previous_excepthook = sys.excepthook
-
-        def excepthook(kind, value, traceback) -> None:
-            # Tensorstore's callbacks that land on orbax's closed loop (as the manager closes)
-            # report through PyErr_Print, i.e. here, not as unraisable.
-            if not (kind is RuntimeError and "Event loop is closed" in str(value)):
-                previous_excepthook(kind, value, traceback)
-
-        sys.excepthook = excepthook
+    drop_closed_loop_reports()
     stderr, muted = sys.stderr, io.StringIO()
     sys.stderr = muted
     try:

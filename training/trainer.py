@@ -305,6 +305,13 @@ class Trainer:
             missing = bool(multihost_utils.broadcast_one_to_all(np.array(missing)))
         return missing
 
+    def write_metrics_to(self, folder: str) -> None:
+        """Append evaluation lines to FOLDER/metrics.jsonl instead of the run's own file (an
+        evaluation beside a training that rewrites its file on resume)."""
+        if self.is_chief:
+            os.makedirs(folder, exist_ok=True)
+        self.writer = metrics_lib.MetricsWriter(folder, None, enabled=self.is_chief)
+
     def latest_state(self) -> TrainState:
         """The newest intact checkpoint's state (FileNotFoundError when there is none)."""
         if self.checkpoints.latest_step() is None:

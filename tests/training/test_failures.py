@@ -323,3 +323,23 @@ def test_ctrl_c_while_loading_exits_quietly(env, tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+
+
+def test_reports_of_abandoned_checkpoint_io_are_dropped_and_others_are_not(monkeypatch, capsys):
+    """Tensorstore callbacks that land on orbax's closed loop report through sys.excepthook or
+    as unraisable; after the filters are in, those print nothing and other reports still print."""
+    import sys
+    import types
+
+    from training import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_QUIET", False)
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    checkpoint.drop_closed_loop_reports()
+    sys.excepthook(RuntimeError, RuntimeError("Event loop is closed"), None)
+    sys.unraisablehook(types.SimpleNamespace(exc_type=RuntimeError, exc_value=RuntimeError("Event loop is closed"),
+                                             exc_traceback=None, err_msg=None, object=None))
+    assert capsys.readouterr().err == ""
+    sys.excepthook(RuntimeError, RuntimeError("something else"), None)
+    assert "something else" in capsys.readouterr().err
