@@ -20,6 +20,7 @@ def metrics_of(result: dict) -> dict[str, float | None]:
     row = {"held-out bits/token": heldout["bits_per_token"]}
     for name, bucket in heldout["by_position"].items():
         row[f"bits/token at {name}"] = bucket["bits_per_token"]
+    row["notes per sample"] = samples.get("notes_per_sample")
     row["OA, mgeval (samples)"] = samples["oa_mgeval"]
     row["repeated 4-bar spans (samples)"] = samples["repetition"]["mean"]
     row["bar self-similarity (samples)"] = samples["repetition"].get("self_similarity")
@@ -70,8 +71,9 @@ def markdown(spec: str, table: dict, reference_repetition: float | None) -> str:
                 cells.append("-")
                 continue
             mean, std = stats
+            digits = 1 if column == "notes per sample" else 4
             text = f"{mean:,.0f}" if column == "parameters" else (
-                f"{mean:.4f} ± {std:.4f}" if len(values) > 1 else f"{mean:.4f}")
+                f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}")
             measured = column != "parameters"  # a count, not a measurement with a spread
             mark = MARK if measured and entry["metrics"] is not first and _separated(values, first.get(column, [])) else ""
             cells.append(text + mark)
