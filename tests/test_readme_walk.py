@@ -40,7 +40,8 @@ PAGES = ("README.md", "docs/tokenizer.md", "docs/training.md", "docs/perceivers.
 # may link one before a run has written it.
 RESULTS = ("alignment.md", "tokenizer.md", "tokenizer_compactness.md", "attention_cpu.md", "sampling.md",
            "train_step_cpu.md", "evaluation_asap_halves.md", "cadenza_heldout22.md", "cadenza_heldout22_shipped.md",
-           "ablation_perceivers_small.md", "composer_variations_heldout22.md", "performer_style_groove.md")
+           "ablation_perceivers_small.md", "composer_variations_heldout22.md", "performer_style_groove.md",
+           "grid_check.md", "performer_final18.md", "cadenza_final18.md")
 
 # Appended to every documented `experiments.main` line: sizes a 2-core CI machine runs in seconds.
 SHRINK = {

@@ -64,3 +64,26 @@ def test_every_committed_page_names_its_command_commit_machine_and_date(page):
     assert re.search(rf"--results[ =]docs/results/{re.escape(page.name)}\b", fields["command"]), \
         "a page is written by its own command"
     assert re.match(r"[0-9a-f]{12}", fields["commit"])
+
+
+def test_the_readme_headlines_are_what_the_pages_say():
+    """The README's headline table is written from the pages (`benchmarks/headlines.py`), never typed."""
+    from benchmarks import headlines
+
+    readme = (REPO / "README.md").read_text()
+    assert headlines.with_table(readme) == readme, "run: python benchmarks/headlines.py --write"
+    rows = headlines.table().splitlines()[2:]
+    assert len(rows) >= 6 and all(row.count("](docs/results/") == 1 for row in rows)
+
+
+def test_a_changed_page_makes_the_headlines_stale(tmp_path, monkeypatch):
+    from benchmarks import headlines
+
+    readme = (REPO / "README.md").read_text()
+    for page in PAGES:
+        (tmp_path / page.name).write_text(page.read_text())
+    shipped = tmp_path / "cadenza_heldout22_shipped.md"
+    shipped.write_text(shipped.read_text().replace('"velocity_mae": 10.3', '"velocity_mae": 99.3', 1))
+    monkeypatch.setattr(headlines, "RESULTS", tmp_path)
+    assert "velocity MAE 99.32" in headlines.table()
+    assert headlines.with_table(readme) != readme

@@ -5,9 +5,8 @@ onsets anywhere between the points of PerTok's 16th/triplet grid, so its MicroTi
 spread over every bin; a file played to a click or quantized (Groove, a DAW export, a score, the
 built-in corpus) keeps most onsets near one offset from the grid, even when a drummer plays
 late. The statistic is the largest share of notes in three adjacent MicroTiming bins (1/32
-beat). Measured on samples of the shared folders: 0.18-0.22 for gridless performances (one
-GiantMIDI file 0.31), 0.31-0.78 for Groove and the built-in corpus, about 0.9-1.0 for scores;
-files at or below `GRIDLESS_PEAK` are said to follow no beat.
+beat); files at or below `GRIDLESS_PEAK` are said to follow no beat. Its distribution on the
+shared folders: `benchmarks/grid_check.py` (docs/results/grid_check.md).
 """
 from __future__ import annotations
 
