@@ -81,6 +81,11 @@ class PerTokConfig:
         return reduce(math.gcd, self.grid_steps_ticks)
 
     @property
+    def largest_time_shift_ticks(self) -> int:
+        """The longest single TimeShift token, in ticks; longer gaps chain it."""
+        return round(self.max_time_shift_beats * self.ticks_per_quarter)
+
+    @property
     def microtiming_step_ticks(self) -> int:
         return _ticks(self, 2 * self.microtiming_range_beats / (self.microtiming_bins - 1))
 
@@ -100,6 +105,11 @@ class PerTokConfig:
         """Stable short hash of the config (keys sorted), used to tag token stores."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def bar_length_ticks(numerator, denominator, tpq: int):
+    """Ticks per bar of a meter (ints or arrays): numerator x tpq x 4 / denominator."""
+    return numerator * tpq * 4 // denominator
 
 
 def _ticks(config: PerTokConfig, beats: float) -> int:

@@ -285,7 +285,6 @@ def _check_bar_overflow(tokens: Tokens, keep: np.ndarray, vocab: Vocabulary, err
 
 def _build_table(tokens: Tokens, keep: np.ndarray, vocab: Vocabulary, timing) -> TableBatch:
     """EventTables of grammatical token streams, given their bars and positions."""
-    config = vocab.config
     num_sequences = tokens.num_sequences
     signature, lengths, bar_sequence, bar_of, grid_position = timing
     kept, types, content, sequence, first, full = subset(tokens, keep)
@@ -307,8 +306,7 @@ def _build_table(tokens: Tokens, keep: np.ndarray, vocab: Vocabulary, timing) ->
     follows = np.minimum(head + 1, len(types) - 1)
     second = np.minimum(head + 2, len(types) - 1)
     microtiming = np.where(head_full & is_tracked, values[follows], 0)
-    default_velocity = int(np.argmin(np.abs(vocab.values_velocity - config.default_velocity)))
-    velocity = np.where(head_full, content[second] - vocab.first_id(T.VELOCITY), default_velocity)
+    velocity = np.where(head_full, content[second] - vocab.first_id(T.VELOCITY), vocab.default_velocity_index)
     table = EventTable(
         bars=BarMap((ends - lengths).astype(np.int64), lengths.astype(np.int64), signature),
         kind=kind.astype(np.int64), bar=bar_of[head], position=grid_position[head],

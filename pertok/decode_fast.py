@@ -307,9 +307,8 @@ _LOOKUPS: "weakref.WeakKeyDictionary[Vocabulary, _Lookups]" = weakref.WeakKeyDic
 def _lookups(vocab: Vocabulary) -> _Lookups:
     """Per-vocabulary tables, built once."""
     if vocab not in _LOOKUPS:
-        default = int(np.argmin(np.abs(vocab.values_velocity - vocab.config.default_velocity)))
         _LOOKUPS[vocab] = _Lookups(vocab.type_of.astype(np.int8), vocab.value_of,
-                                   vocab.first_id(T.VELOCITY), vocab.first_id(T.TEMPO), default)
+                                   vocab.first_id(T.VELOCITY), vocab.first_id(T.TEMPO), vocab.default_velocity_index)
     return _LOOKUPS[vocab]
 
 

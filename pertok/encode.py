@@ -79,12 +79,9 @@ def encode_tables(batch: TableBatch, vocab: Vocabulary, full: bool = True) -> tu
 
 def _bar_signatures(batch: TableBatch, config) -> np.ndarray:
     """Bars that start with a TimeSig: each piece's first, and each change of meter."""
-    signature = batch.table.bars.time_signature
-    has_signature = np.zeros(len(signature), bool)
-    if config.use_time_signatures and len(signature):
-        has_signature[1:] = signature[1:] != signature[:-1]
-        has_signature[batch.bar_offsets[:-1][batch.bar_offsets[:-1] < len(signature)]] = True
-    return has_signature
+    if config.use_time_signatures:
+        return batch.meter_starts()
+    return np.zeros(len(batch.table.bars.time_signature), bool)
 
 
 def _unit_starts(bar: np.ndarray, event_counts: np.ndarray, has_signature: np.ndarray):
@@ -110,7 +107,7 @@ def _time_shifts(table: EventTable, config) -> tuple[np.ndarray | None, np.ndarr
     bar, position = table.bar, table.position
     gap = position.copy()
     gap[1:] -= position[:-1] * (bar[1:] == bar[:-1])
-    largest_shift = round(config.max_time_shift_beats * config.ticks_per_quarter)
+    largest_shift = config.largest_time_shift_ticks
     if gap.max(initial=0) < largest_shift:  # the usual case: no chain (a 4/4 bar holds no 4-beat gap)
         return None, gap
     shift_full = gap // largest_shift
@@ -201,7 +198,7 @@ def _write_front(tokens: np.ndarray, cursor: np.ndarray, head: np.ndarray, table
     shift_id = first[TokenType.TIME_SHIFT] - 1  # TimeShift values are 1..max units
     if shift_full is not None:
         chained = shift_full.nonzero()[0]
-        largest_shift = round(config.max_time_shift_beats * config.ticks_per_quarter)
+        largest_shift = config.largest_time_shift_ticks
         tokens[runs(cursor[chained], shift_full[chained])] = shift_id + largest_shift // config.time_shift_unit_ticks
         cursor = cursor + shift_full
     tokens[cursor] = np.add(shift_rest // config.time_shift_unit_ticks, shift_id, out=values, casting="unsafe")

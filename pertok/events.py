@@ -74,6 +74,14 @@ class TableBatch:
         """A batch of one piece: the per-file calls are the batched ones on this."""
         return cls(table, np.array([0, len(table.bars.starts)], np.int64), np.array([0, len(table)], np.int64))
 
+    def meter_starts(self) -> np.ndarray:
+        """[num bars] Bars that begin a meter: each piece's first bar and each change of TimeSig."""
+        signature, first_bars = self.table.bars.time_signature, self.bar_offsets[:-1]
+        starts = np.ones(len(signature), bool)
+        starts[1:] = signature[1:] != signature[:-1]
+        starts[first_bars[first_bars < len(signature)]] = True
+        return starts
+
     def item(self, index: int) -> EventTable:
         """Piece `index` as a plain EventTable (bars counted from its first bar)."""
         bars, rows = slice(*self.bar_offsets[index:index + 2]), slice(*self.event_offsets[index:index + 2])

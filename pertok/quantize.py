@@ -32,7 +32,7 @@ import weakref
 import numpy as np
 import symusic
 
-from pertok.config import PerTokConfig
+from pertok.config import PerTokConfig, bar_length_ticks
 from pertok.errors import EmptyScoreError, InvalidScoreError, PerTokError
 from pertok.events import (MAX_QPM, MIN_QPM, NOTE, PEDAL, TEMPO, EventTable, TableBatch, check_score,
                            four_four_index)
@@ -72,8 +72,8 @@ def _layout(vocab: Vocabulary) -> _Layout:
 
 
 def _make_layout(config: PerTokConfig) -> _Layout:
-    longest_bar = max([n * config.ticks_per_quarter * 4 // d for d in config.time_signature_denominators
-                       for n in config.time_signature_numerators] + [4 * config.ticks_per_quarter])
+    longest_bar = max([bar_length_ticks(n, d, config.ticks_per_quarter) for d in config.time_signature_denominators
+                       for n in config.time_signature_numerators] + [bar_length_ticks(4, 4, config.ticks_per_quarter)])
     pitch = (config.microtiming_bins - 1).bit_length()
     kind, rank = pitch + 7, pitch + 9
     return _Layout(pitch, kind, rank, rank + 8, rank + 9, rank + 9 + longest_bar.bit_length())

@@ -146,10 +146,7 @@ def _meter_rows(batch: TableBatch, vocab: Vocabulary) -> tuple:
     at each piece's first bar and at each change; 4/4 at 0 for a piece without bars."""
     bars = batch.table.bars
     signature, offsets = bars.time_signature, batch.bar_offsets
-    change = np.ones(len(signature), bool)
-    change[1:] = signature[1:] != signature[:-1]
-    change[offsets[:-1][offsets[:-1] < len(signature)]] = True
-    rows = np.flatnonzero(change)
+    rows = np.flatnonzero(batch.meter_starts())
     bounds = np.searchsorted(rows, offsets)
     destination, new_bounds = _with_defaults(rows, bounds, np.diff(offsets) == 0)
     pairs = np.array(vocab.time_signatures + [(4, 4)], np.int64).reshape(-1, 2)  # index -1: 4/4

@@ -13,7 +13,7 @@ import weakref
 
 import numpy as np
 
-from pertok.config import PerTokConfig
+from pertok.config import PerTokConfig, bar_length_ticks
 from pertok.vocab import Vocabulary
 
 _EPS = 1e-6  # ticks; absorbs float error from tpq rescaling
@@ -27,11 +27,6 @@ class BarMap:
     starts: np.ndarray  # int64 [num_bars]
     lengths: np.ndarray  # int64 [num_bars]
     time_signature: np.ndarray  # int64 [num_bars], index into Vocabulary.time_signatures (-1 = 4/4)
-
-
-def bar_length_ticks(numerator: np.ndarray | int, denominator: np.ndarray | int, tpq: int):
-    """Ticks per bar: numerator x tpq x 4 / denominator."""
-    return numerator * tpq * 4 // denominator
 
 
 def project_time_signature(numerator: int, denominator: int,

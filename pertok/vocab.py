@@ -5,7 +5,7 @@ import enum
 
 import numpy as np
 
-from pertok.config import PerTokConfig
+from pertok.config import PerTokConfig, bar_length_ticks
 
 DRUM_PROGRAM = -1  # the Program value of drum tracks (MIDI channel 10)
 
@@ -84,7 +84,7 @@ class Vocabulary:
         self.time_signatures = time_signatures(config)
         half_bins = config.microtiming_bins // 2
         shift_unit = config.time_shift_unit_ticks
-        max_shift = round(config.max_time_shift_beats * config.ticks_per_quarter)
+        max_shift = config.largest_time_shift_ticks
         families: list[tuple[TokenType, list[int], list[str]]] = []
 
         def add(kind: TokenType, values, labels=None) -> None:
@@ -126,9 +126,12 @@ class Vocabulary:
         midpoints = (self.values_velocity[1:] + self.values_velocity[:-1]) / 2
         # Bar length in ticks of each TimeSig token; the extra last entry (index -1) is 4/4.
         tpq = config.ticks_per_quarter
-        self.bar_lengths = np.array([n * tpq * 4 // d for n, d in self.time_signatures] + [4 * tpq], np.int64)
+        self.bar_lengths = np.array([bar_length_ticks(n, d, tpq) for n, d in self.time_signatures]
+                                    + [bar_length_ticks(4, 4, tpq)], np.int64)
         self.duration_tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # per file resolution
         self.velocity_index_of = np.searchsorted(midpoints, np.arange(128), side="left")
+        # Velocity index of notes decoded from the composition view (which has no Velocity tokens).
+        self.default_velocity_index = int(self.velocity_index_of[int(config.default_velocity)])
 
     def __len__(self) -> int:
         return len(self.names)
