@@ -99,6 +99,19 @@ def perform_files(config, workdir: str) -> dict:
             print(f"skipped {path}: {error}")  # one bad file in a folder: say so, go on
             skipped.append({"input": str(path), "reason": str(error)})
     summary = {"performed": rows, "skipped": skipped}
-    (out_dir / "performed.json").write_text(json.dumps(summary, indent=1))
+    _merge_summary(out_dir / "performed.json", summary)
     print(f"{len(rows)} performed in {out_dir}")
     return summary
+
+
+def _merge_summary(path: Path, summary: dict) -> None:
+    """Write this run's rows into PATH, keeping the rows of other inputs from earlier runs (an
+    input performed again replaces its own row)."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    done = {row["input"] for row in summary["performed"] + summary["skipped"]}
+    merged = {key: [row for row in earlier.get(key, []) if isinstance(row, dict) and row.get("input") not in done]
+              + summary[key] for key in ("performed", "skipped")}
+    path.write_text(json.dumps(merged, indent=1))

@@ -152,6 +152,17 @@ def test_perform_keeps_every_note_and_plays_a_flat_export(run, tmp_path):
     assert np.all(np.abs(np.subtract(onsets(performed), onsets(flat))) <= step)  # within microtiming
     assert abs(summary["performed"][0]["velocity_mean"] - 100) <= 2  # the input's level, held
     assert (tmp_path / "out" / "performed" / "export.png").stat().st_size > 1000
+    # Another file of the same name, performed later into the same workdir, loses nothing.
+    other = tmp_path / "elsewhere" / "export.mid"
+    other.parent.mkdir()
+    shutil.copy(root / "cache" / "builtin-8" / "piece_0000_piano.mid", other)
+    with cadenza.unlocked():
+        cadenza.perform.input = str(other)
+    later = launch.run(cadenza, str(tmp_path / "out"), "perform")["performed"][0]
+    assert Path(later["output"]).name.startswith("export-") and (tmp_path / "out" / "performed" / "export.mid").is_file()
+    kept = json.loads((tmp_path / "out" / "performed" / "performed.json").read_text())
+    assert [Path(row["input"]).name for row in kept["performed"]] == ["export.mid", "export.mid"]
+    assert [Path(row["input"]).name for row in kept["skipped"]] == ["broken.mid"]
 
 
 def test_a_band_piece_reports_its_tracks_and_its_drums_go_to_the_drum_performer(run, tmp_path):
