@@ -13,7 +13,10 @@ MidiTok, an optional extra) and are not part of a user's path.
 
 The pages are walked in one order, README first, because a later page may use what an earlier
 one made: the README trains `runs/composer-tiny` and `runs/performer-tiny` before its
-`--mode=vary`, and `docs/cadenza.md` varies with them again.
+`--mode=vary`, and `docs/cadenza.md` varies with them again. Commands that use no earlier
+command's runs (the musician's `python -m cadenza` lines over the shipped models, and the
+tokenizer, training and evaluation pages) walk beside them, in a folder of their own: two
+sequences on two cores.
 
 A fast test checks every relative link of the same pages: the file (and heading) must exist,
 except under `docs/results/`, whose pages the benchmarks write; a link there must name one of
@@ -21,6 +24,7 @@ RESULTS.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import shlex
@@ -80,6 +84,7 @@ class Walk:
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
         self.midi = tmp / "midi"  # a few built-in pieces stand in for every MIDI placeholder
         self.seen: set[str] = set()
         subprocess.run([sys.executable, "-m", "pertok.synthetic", "--out", str(self.midi),
@@ -166,12 +171,20 @@ class Walk:
         return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.slow
-def test_every_documented_command_runs_in_order(tmp_path):
-    walk = Walk(tmp_path)
-    commands = page_commands()
-    readme = [command for page, command in commands if page == "README.md"]
-    assert len(readme) >= 10 and len(commands) >= 40, "the pages' command blocks were not found"
+# Pages whose commands use no run that another page's command made.
+STANDALONE_PAGES = ("docs/tokenizer.md", "docs/training.md", "docs/evaluation.md", "docs/layers.md",
+                    "docs/benchmarks.md")
+
+
+def walk_sequences(commands: list[tuple[str, str]]) -> tuple[list, list]:
+    """(the commands that build on each other, in page order; those that stand alone)."""
+    alone = [(page, command) for page, command in commands
+             if page in STANDALONE_PAGES or command.startswith("python -m cadenza ")]
+    return [pair for pair in commands if pair not in alone], alone
+
+
+def walk_in_order(walk: Walk, commands: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """(the commands run, a message per failure)."""
     ran, failures = [], []
     for page, command in commands:
         argv = walk.rewrite(command)
@@ -182,6 +195,21 @@ def test_every_documented_command_runs_in_order(tmp_path):
         if result.returncode != 0 or "Traceback" in result.stderr:
             failures.append(f"{page} command failed ({result.returncode}): {command}\n"
                             f"ran: {shlex.join(argv)}\n{result.stdout[-1500:]}\n{result.stderr[-2500:]}")
+    return ran, failures
+
+
+@pytest.mark.slow
+def test_every_documented_command_runs_in_order(tmp_path):
+    commands = page_commands()
+    readme = [command for page, command in commands if page == "README.md"]
+    assert len(readme) >= 10 and len(commands) >= 40, "the pages' command blocks were not found"
+    sequences = walk_sequences(commands)
+    assert all(len(sequence) >= 10 for sequence in sequences)
+    with concurrent.futures.ThreadPoolExecutor(len(sequences)) as pool:  # subprocesses: no GIL held
+        walked = list(pool.map(lambda n: walk_in_order(Walk(tmp_path / f"walk{n}"), sequences[n]),
+                               range(len(sequences))))
+    ran = [command for commands_run, _ in walked for command in commands_run]
+    failures = [failure for _, group_failures in walked for failure in group_failures]
     assert not failures, "\n\n".join(failures)
     for mode in ("--mode=eval", "--mode=generate", "--mode=vary", "--mode=check"):
         assert any(mode in c for c in ran), f"no documented command with {mode} ran"
