@@ -42,7 +42,8 @@ def test_a_tiny_ablation_writes_its_table_and_resumes(tmp_path):
     assert results["runs"][0]["heldout"]["targets"] == results["runs"][1]["heldout"]["targets"]
     table = (root / "results.md").read_text().splitlines()
     head = next(i for i, line in enumerate(table) if line.startswith("| point"))
-    assert table[head].count("|") == 11  # point, seeds, 1 + 3 bit columns, OA, 2 repetition columns, parameters
+    # point, seeds, 1 + 3 bit columns, notes per sample, OA, 2 repetition columns, parameters
+    assert table[head].count("|") == 12 and "notes per sample" in table[head]
     assert [line.split("|")[1].strip() for line in table[head + 2:head + 4]] == ["PerceiverS", "LM"]
     assert (root / "results.png").stat().st_size > 0
     done = (root / "PerceiverS" / "seed0" / "point.json").stat().st_mtime_ns
