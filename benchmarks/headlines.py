@@ -105,11 +105,43 @@ HEADLINES = (
 )
 
 
+# The Performer's targets (issue 24), checked on the final set: the page, then each target.
+FINAL_PERFORMER = "performer_final18.md"
+
+
+def performer_targets(page: str = FINAL_PERFORMER) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) of the Performer's targets on `page`."""
+    p = last_json(page)["performer"]
+    level, regression, base = p["level"], p["regression"], p["baselines"]
+    below = 1 - level["velocity_mae"] / base["velocity_mae_piece_mean"]
+    return [
+        ("velocity MAE, level given, at least 15% below the piece-mean constant",
+         f"{level['velocity_mae']:.2f} vs {base['velocity_mae_piece_mean']:.2f}: {100 * abs(below):.1f}% "
+         f"{'below' if below >= 0 else 'above'}", below >= 0.15),
+        ("velocity MAE below the note-feature regression",
+         f"{level['velocity_mae']:.2f} vs {regression['velocity_mae']:.2f}", level["velocity_mae"] < regression["velocity_mae"]),
+        ("within-piece velocity correlation at least 0.5",
+         f"{level['velocity_correlation_within_pieces']:.2f}", level["velocity_correlation_within_pieces"] >= 0.5),
+        ("microtiming MAE below always-0 and below the regression",
+         f"{level['microtiming_mae_bins']:.2f} vs {base['microtiming_mae_zero_bins']:.2f} and "
+         f"{regression['microtiming_mae_bins']:.2f}",
+         level["microtiming_mae_bins"] < min(base["microtiming_mae_zero_bins"], regression["microtiming_mae_bins"])),
+        ("the model alone (no level) below the training-mean constant",
+         f"{p['no_level']['velocity_mae']:.2f} vs {base['velocity_mae_training_mean']:.2f}",
+         p["no_level"]["velocity_mae"] < base["velocity_mae_training_mean"]),
+    ]
+
+
 def table() -> str:
     lines = ["| what | headline | page |", "|---|---|---|"]
     for what, page, cell in HEADLINES:
         if (RESULTS / page).is_file():
             lines.append(f"| {what} | {cell()} | [{page}](docs/results/{page}) |")
+    if (RESULTS / FINAL_PERFORMER).is_file():
+        lines += ["", f"The Performer's targets on the final set ([{FINAL_PERFORMER}](docs/results/{FINAL_PERFORMER})):",
+                  "", "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {target} | {measured} | {'yes' if met else '**no**'} |"
+                  for target, measured, met in performer_targets()]
     return "\n".join(lines)
 
 

@@ -72,8 +72,23 @@ def test_the_readme_headlines_are_what_the_pages_say():
 
     readme = (REPO / "README.md").read_text()
     assert headlines.with_table(readme) == readme, "run: python benchmarks/headlines.py --write"
-    rows = headlines.table().splitlines()[2:]
+    rows = headlines.table().split("\n\n")[0].splitlines()[2:]
     assert len(rows) >= 6 and all(row.count("](docs/results/") == 1 for row in rows)
+
+
+def test_the_performer_targets_are_checked_not_typed(tmp_path, monkeypatch):
+    from benchmarks import headlines
+
+    page = (REPO / "docs" / "results" / headlines.FINAL_PERFORMER).read_text()
+    row = '{"inputs": 1, "performer": {"level": {"velocity_mae": 8.0, "velocity_correlation_within_pieces": 0.6, ' \
+          '"microtiming_mae_bins": 1.0}, "regression": {"velocity_mae": 9.0, "microtiming_mae_bins": 2.0}, ' \
+          '"no_level": {"velocity_mae": 12.0}, "baselines": {"velocity_mae_piece_mean": 10.0, ' \
+          '"microtiming_mae_zero_bins": 2.0, "velocity_mae_training_mean": 13.0}}}'
+    (tmp_path / "page.md").write_text(page + "\n" + row + "\n")
+    monkeypatch.setattr(headlines, "RESULTS", tmp_path)
+    targets = headlines.performer_targets("page.md")
+    assert [met for _, _, met in targets] == [True, True, True, True, True]  # 20% below, 8 < 9, ...
+    assert targets[0][1] == "8.00 vs 10.00: 20.0% below"
 
 
 def test_a_changed_page_makes_the_headlines_stale(tmp_path, monkeypatch):
