@@ -47,11 +47,13 @@ def _performer(page: str, label: str) -> Callable[[], str]:
     return cell
 
 
-def _variations() -> str:
-    s = last_json("composer_variations_heldout22.md")["composer"]["similarity_by_strength"]["0.5"]
-    return (f"strength 0.5: chroma {s['chroma']['own']:.2f} to its own input vs {s['chroma']['other']:.2f} to others, "
-            f"groove {s['groove']['own']:.2f} vs {s['groove']['other']:.2f}; {100 * s['size']['under_half']:.1f}% "
-            f"collapsed (under half the input's notes); selection set")
+def _variations(page: str, label: str) -> Callable[[], str]:
+    def cell() -> str:
+        s = last_json(page)["composer"]["similarity_by_strength"]["0.5"]
+        return (f"strength 0.5: chroma {s['chroma']['own']:.2f} to its own input vs {s['chroma']['other']:.2f} to "
+                f"others, groove {s['groove']['own']:.2f} vs {s['groove']['other']:.2f}; "
+                f"{100 * s['size']['under_half']:.1f}% collapsed (under half the input's notes); {label}")
+    return cell
 
 
 def _groove() -> str:
@@ -96,7 +98,10 @@ HEADLINES = (
      _performer("cadenza_heldout22_shipped.md", "selection set")),
     ("Performer, same recipe, 18 folders no decision looked at (final set)", "performer_final18.md",
      _performer("performer_final18.md", "final set")),
-    ("Composer variations (shipped)", "composer_variations_heldout22.md", _variations),
+    ("Composer variations (shipped, 22 selection folders)", "composer_variations_heldout22.md",
+     _variations("composer_variations_heldout22.md", "selection set")),
+    ("Composer variations, same recipe, 18 final folders", "composer_final18.md",
+     _variations("composer_final18.md", "final set")),
     ("Groove Performer on a held-out drummer", "performer_style_groove.md", _groove),
     ("PerceiverS vs Perceiver AR vs the LM at `small`", "ablation_perceivers_small.md", _ablation),
     ("PerTok speed", "tokenizer.md", _tokenizer),
