@@ -96,8 +96,13 @@ def finished(runs: list[dict], root: str) -> list[dict]:
 def run_all(spec: str, runs: list[dict], root: str, extra: list[str], samples: list[int], parallel: int = 1,
             copy_to: str | None = None) -> tuple[list[dict], list[str]]:
     """Every run (K at once); the table is rewritten after each. Returns (results, failures)."""
-    results, failures, lock = [], [], threading.Lock()
+    # the finished points first: the table shows every seed done from its first write, not only
+    # those a worker has reached in the plan's order
+    results, failures, lock = finished(runs, root), [], threading.Lock()
     order = {(run["point"], run["seed"]): index for index, run in enumerate(runs)}
+    waiting = [run for run in runs if not (run_dir(root, run) / "point.json").is_file()]
+    if results:
+        write_outputs(root, spec, runs, results, copy_to)
 
     def one(run: dict) -> None:
         try:
@@ -112,6 +117,6 @@ def run_all(spec: str, runs: list[dict], root: str, extra: list[str], samples: l
             write_outputs(root, spec, runs, results, copy_to)
 
     with ThreadPoolExecutor(max(1, parallel)) as pool:
-        list(pool.map(one, runs))
+        list(pool.map(one, waiting))
     write_outputs(root, spec, runs, results, copy_to)
     return results, failures

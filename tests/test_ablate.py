@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments import ablation
 from experiments.ablation import runs_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +25,25 @@ def test_the_planned_runs_are_the_issues_table():
     assert lm["spec"].endswith("lm.py:tiny") and lm["overrides"] == {}
     assert {"model.scale_window": 0} in [run["overrides"] for run in runs]
     assert len(runs_of(SPEC, max_seeds=1, only=["LM"])) == 1
+
+
+def test_a_resumed_ablation_tables_every_finished_seed_before_running_the_rest(tmp_path, monkeypatch):
+    runs = runs_of(SPEC, only=["PerceiverS", "LM"])  # seeds 0, 1, 2 of each, planned seed by seed
+    for run in runs:  # seed 2 of PerceiverS is done; seed 0 of both is not
+        if run["seed"] > 0 and not (run["point"] == "LM" and run["seed"] == 2):
+            path = ablation.run_dir(str(tmp_path), run) / "point.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({**run, "marker": "done"}))
+    tables, executed = [], []
+    monkeypatch.setattr(ablation, "write_outputs", lambda root, spec, plan, results, copy_to: tables.append(
+        sorted((done["point"], done["seed"]) for done in results)))
+    monkeypatch.setattr(ablation, "execute", lambda run, root, extra, samples: executed.append(
+        (run["point"], run["seed"])) or {**run})
+    results, failures = ablation.run_all(SPEC, runs, str(tmp_path), [], [1, 1, 1, 8, 8])
+    assert not failures and len(results) == 6
+    assert tables[0] == [("LM", 1), ("PerceiverS", 1), ("PerceiverS", 2)]  # before any run starts
+    assert sorted(executed) == [("LM", 0), ("LM", 2), ("PerceiverS", 0)]  # the finished are not rerun
+    assert tables[-1] == sorted((run["point"], run["seed"]) for run in runs)
 
 
 @pytest.mark.slow
