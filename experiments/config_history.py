@@ -30,15 +30,18 @@ def history() -> resume.ConfigHistory:
     return resume.ConfigHistory(added, renamed)
 
 
-def saved_config(saved: dict, source: str) -> ml_collections.ConfigDict:
+def saved_config(saved: dict, source: str, expect: str | None = None) -> ml_collections.ConfigDict:
     """The config a saved run (a config.json, nested) builds with this code: every key present,
     absent ones as declared for older runs, the rest (how to log, evaluate, sample) at the task
     config's defaults.
 
     Args:
       source: what the config is, for messages (a workdir, a pretrained folder).
+      expect: the task the caller loads (e.g. "performer"); a run of another is one error.
     """
     task = saved.get("task")
+    if expect is not None and task != expect:
+        raise ConfigError(f"{source} holds a {task!r} model, not a {expect!r} one")
     if task not in CONFIG_FILES:
         raise ConfigError(f"{source}: task={task!r} is not one of {sorted(CONFIG_FILES)}")
     module = importlib.import_module(f"experiments.configs.{CONFIG_FILES[task]}")

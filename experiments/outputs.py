@@ -16,6 +16,9 @@ import os
 import re
 from pathlib import Path
 
+from pertok.store import find_midi_files
+from training.validate import ConfigError
+
 RECORD = ".outputs.json"
 MAX_NAME = 100  # characters; file systems allow 255 bytes per name, and suffixes follow
 
@@ -47,6 +50,19 @@ def input_names(inputs: list[Path], folder: str | None) -> list[str]:
     counts = {name: names.count(name) for name in names}
     return [_with_digest(name, path) if counts[name] > 1 or len(name) > MAX_NAME else name
             for name, path in zip(names, inputs)]
+
+
+def named_inputs(source: str, key: str) -> tuple[list[Path], list[str], str | None]:
+    """The MIDI files a command reads from `source` (a file, or every MIDI file of a folder), their
+    output names and the folder (None for a single file). `key` names the config entry in errors."""
+    if os.path.isdir(source):
+        inputs = find_midi_files(source)
+        if not inputs:
+            raise ConfigError(f"{key}={source!r} holds no MIDI files")
+        return inputs, input_names(inputs, source), source
+    if os.path.isfile(source):
+        return [Path(source)], input_names([Path(source)], None), None
+    raise FileNotFoundError(f"{key}={source!r}: no such MIDI file or folder")
 
 
 class Outputs:

@@ -16,7 +16,6 @@ input's piano roll above the performance's) and one line per file; names as `var
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import jax
@@ -28,12 +27,11 @@ from evaluation.notes import piece_notes
 from evaluation.pianoroll import RollRow
 from experiments.cadenza import (check_perform, drum_level, fill, load_drum_performer, load_trained, require,
                                  write_with_roll)
-from experiments.outputs import OutputError, Outputs, input_names
+from experiments.outputs import OutputError, Outputs, named_inputs
 from experiments.parts import print_tracks, track_report
 from experiments.samples import encode_like_training, playable
 from performer import piece_velocities
 from pertok import PerTok, PerTokError, TokenType
-from pertok.store import find_midi_files
 from training.validate import ConfigError
 
 ROLL_BARS = 16  # bars drawn in each piano roll
@@ -77,18 +75,12 @@ def perform_files(config, workdir: str) -> dict:
     require(bool(source), "--mode=perform needs an input: --config.perform.input=IN.mid (or a folder)")
     require(bool(config.performer_workdir), "--mode=perform needs performer_workdir (a trained performer.py run)")
     check_perform(config.perform)
-    if os.path.isdir(source):
-        inputs = find_midi_files(source)
-        require(bool(inputs), f"perform.input={source!r} holds no MIDI files")
-    elif os.path.isfile(source):
-        inputs = [Path(source)]
-    else:
-        raise FileNotFoundError(f"perform.input={source!r}: no such MIDI file or folder")
+    inputs, names, _ = named_inputs(source, "perform.input")
     tokenizer = PerTok()
     performers = (load_trained(config.performer_workdir, tokenizer, "performer"),
                   load_drum_performer(config, tokenizer))
     outputs = Outputs(Path(workdir) / "performed", "perform")
-    out_dir, names = outputs.root, input_names(inputs, source if os.path.isdir(source) else None)
+    out_dir = outputs.root
     rows, skipped, rng = [], [], jax.random.key(config.seed)
     for index, (path, name) in enumerate(zip(inputs, names)):
         try:

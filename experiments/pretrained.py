@@ -94,9 +94,7 @@ def load(folder: str | os.PathLike, tokenizer: PerTok, task_name: str):
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     saved = json.loads((folder / "config.json").read_text())
-    if saved.get("task") != task_name:
-        raise ConfigError(f"{folder} holds a {saved.get('task')!r} model, not a {task_name!r} one")
-    config = saved_config(saved, str(folder / "config.json"))
+    config = saved_config(saved, str(folder), task_name)
     digest = sha256(folder / "params.msgpack")
     if digest != manifest.get("sha256"):
         raise ConfigError(f"{folder}/params.msgpack has SHA-256 {digest[:12]}..., its manifest says "

@@ -11,7 +11,6 @@ from pertok import PerTok
 from training.checkpoint import Checkpoints
 from training.optim import make_optimizer
 from training.state import abstract_state
-from training.validate import ConfigError
 
 
 def restore_latest(workdir: str, tokenizer: PerTok, task_name: str):
@@ -34,9 +33,7 @@ def restore_latest(workdir: str, tokenizer: PerTok, task_name: str):
         if step is None:
             raise FileNotFoundError(f"{task_name} workdir {workdir!r} holds no checkpoints; {hint}")
         saved = checkpoints.saved_config(step)
-        if saved.get("task") != task_name:
-            raise ConfigError(f"{workdir!r} is a {saved.get('task')!r} run, not a {task_name!r} run")
-        config = saved_config(saved, f"the checkpoint at step {step} in {workdir}")
+        config = saved_config(saved, f"workdir {workdir!r}", task_name)
         task = build_task(config, tokenizer)
         tx, _ = make_optimizer(config.train)
         abstract = abstract_state(task, tx, task.example_batch(1), config.seed)

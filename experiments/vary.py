@@ -16,7 +16,6 @@ looks like without listening.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import jax
@@ -30,12 +29,11 @@ from evaluation.pianoroll import RollRow
 from evaluation.similarity import chroma_similarity, groove_similarity
 from experiments.cadenza import (check_perform, check_vary, compose, drum_level, load_drum_performer, load_models,
                                  perform, read_idea, require, write_with_roll)
-from experiments.outputs import OutputError, Outputs, input_names
+from experiments.outputs import OutputError, Outputs, named_inputs
 from experiments.parts import print_tracks, track_report
 from experiments.samples import encode_like_training, playable
 from performer import piece_velocities
 from pertok import PerTok, PerTokError, TokenType
-from pertok.store import find_midi_files
 from training.validate import ConfigError
 
 
@@ -47,17 +45,10 @@ def vary(config, workdir: str) -> dict:
     check_vary(v)
     check_perform(config.perform)
     tokenizer = PerTok()
-    if os.path.isdir(v.input):
-        inputs = find_midi_files(v.input)
-        require(bool(inputs), f"vary.input={v.input!r} holds no MIDI files")
-    elif os.path.isfile(v.input):
-        inputs = [Path(v.input)]
-    else:
-        raise FileNotFoundError(f"vary.input={v.input!r}: no such MIDI file or folder")
+    inputs, names, folder = named_inputs(v.input, "vary.input")
     composer, performer = load_models(config, tokenizer)
     models = (tokenizer, composer, performer, load_drum_performer(config, tokenizer))
-    folder = v.input if os.path.isdir(v.input) else None
-    names, outputs = input_names(inputs, folder), Outputs(Path(workdir) / "variations", "vary")
+    outputs = Outputs(Path(workdir) / "variations", "vary")
     if folder is None:
         return vary_one(config, inputs[0], names[0], models, outputs)
     summaries, skipped = [], []

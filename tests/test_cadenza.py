@@ -252,7 +252,7 @@ def test_a_run_of_the_other_task_is_refused_even_when_loaded_before(run):
 
     root = run[0]
     load_trained(str(root / "composer"), PerTok(), "composer")  # vary loaded it: it is cached
-    with pytest.raises(ConfigError, match="is a 'composer' run, not a 'performer' run"):
+    with pytest.raises(ConfigError, match="holds a 'composer' model, not a 'performer' one"):
         load_trained(str(root / "composer"), PerTok(), "performer")
 
 

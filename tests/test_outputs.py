@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.outputs import MAX_NAME, RECORD, OutputError, Outputs, digest, input_names, safe_name
+from experiments.outputs import MAX_NAME, RECORD, OutputError, Outputs, digest, input_names, named_inputs, safe_name
+from training.validate import ConfigError
 
 
 @pytest.mark.parametrize("relative, name", [
@@ -14,6 +15,21 @@ from experiments.outputs import MAX_NAME, RECORD, OutputError, Outputs, digest, 
     ("Chopin/Ballade_1/Kleeman", "Chopin_Ballade_1_Kleeman"), ("a\\b", "a_b")])
 def test_safe_name_never_escapes_or_hides(relative, name):
     assert safe_name(relative) == name
+
+
+def test_named_inputs_reads_a_file_or_a_folder_and_says_what_is_missing(tmp_path):
+    (tmp_path / "set" / "sub").mkdir(parents=True)
+    for relative in ("sub/b.mid", "a.MID", "notes.txt"):
+        (tmp_path / "set" / relative).write_bytes(b"")
+    inputs, names, folder = named_inputs(str(tmp_path / "set"), "vary.input")
+    assert folder == str(tmp_path / "set") and sorted(names) == ["a", "sub_b"] and len(inputs) == 2
+    inputs, names, folder = named_inputs(str(tmp_path / "set" / "sub" / "b.mid"), "vary.input")
+    assert (inputs, names, folder) == ([tmp_path / "set" / "sub" / "b.mid"], ["b"], None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"perform.input='.*empty' holds no MIDI files"):
+        named_inputs(str(tmp_path / "empty"), "perform.input")
+    with pytest.raises(FileNotFoundError, match="vary.input='nowhere.mid': no such MIDI file or folder"):
+        named_inputs("nowhere.mid", "vary.input")
 
 
 def test_input_names_are_unique_and_bounded(tmp_path):
