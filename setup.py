@@ -25,7 +25,9 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        # pytest-xdist: the suite runs a worker per core (pytest.ini), which keeps CI on two cores
+        # near ten minutes; it is a test tool only.
+        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5"],
         # Only for side-by-side benchmarks against MidiTok; never imported by the core.
         "bench": ["miditok==3.1.0"],
     },
