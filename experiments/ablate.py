@@ -12,10 +12,10 @@ Overlap Area, mgeval protocol, and the share of repeated 4-bar spans), and write
 there. A point with point.json is read, not rerun, so the command resumes; `--parallel=K` runs
 K points at once. After every point, WORKDIR_ROOT gets results.json, results.md (mean +- std
 over seeds; a difference from the first point marked where the two ranges mean +- std do not
-overlap) and results.png (one panel per metric). `--set` overrides every point (e.g. a tiny
+overlap) and results.png (one panel per metric; the held-out pieces' own value dashed). `--set` overrides every point (e.g. a tiny
 run's steps); `--list` prints the runs and exits; `--table_only` rewrites the table from the
-runs already finished, running nothing; `--results PATH` copies results.md there too
-(a results page of the docs).
+runs already finished, running nothing; `--results PATH` writes the table there too (a
+results page of the docs), with its plot beside it (PATH with .png).
 """
 from __future__ import annotations
 

@@ -56,6 +56,12 @@ def _separated(a: list, b: list) -> bool:
     return ma + sa < mb - sb or mb + sb < ma - sa
 
 
+def reference_values(reference_repetition: dict) -> dict[str, float | None]:
+    """The held-out pieces' own values of the sample columns that have one."""
+    return {"repeated 4-bar spans (samples)": reference_repetition.get("mean"),
+            "bar self-similarity (samples)": reference_repetition.get("self_similarity")}
+
+
 def markdown(spec: str, table: dict, reference_repetition: float | None) -> str:
     columns = []
     for entry in table.values():
@@ -79,8 +85,7 @@ def markdown(spec: str, table: dict, reference_repetition: float | None) -> str:
             cells.append(text + mark)
         lines.append(f"| {name} | {len(entry['seeds'])} of {entry['planned']} | " + " | ".join(cells) + " |")
     if reference_repetition:
-        reference = {"repeated 4-bar spans (samples)": reference_repetition.get("mean"),
-                     "bar self-similarity (samples)": reference_repetition.get("self_similarity")}
+        reference = reference_values(reference_repetition)
         lines.append("| held-out pieces themselves (reference) | | " + " | ".join(
             f"{reference[column]:.4f}" if reference.get(column) is not None else "" for column in columns) + " |")
     return "\n".join(lines)
@@ -107,16 +112,20 @@ def write_outputs(root: str, spec: str, runs: list[dict], results: list[dict], c
               f"Jaccard echo of the 16 bars before it (`evaluation.repetition`). {MARK}: "
               "the point's mean ± std range does not overlap the first row's (two seeds or more each); "
               "anything else is within seed-to-seed spread.", "", ""]
-    page = "\n".join(header) + markdown(spec, table, reference) + "\n"
-    (root_path / "results.md").write_text(page)
-    if copy_to:
-        Path(copy_to).parent.mkdir(parents=True, exist_ok=True)
-        Path(copy_to).write_text(page)
-    plot(table, root_path / "results.png")
+    body = markdown(spec, table, reference) + "\n"
+    figure = "\n![Each metric's panel: every point's mean over its seeds, the bar one standard deviation]({})\n"
+    (root_path / "results.md").write_text("\n".join(header) + body + figure.format("results.png"))
+    plot(table, root_path / "results.png", reference)
+    if copy_to:  # a results page of the docs, with its plot beside it
+        page, image = Path(copy_to), Path(copy_to).with_suffix(".png")
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text("\n".join(header) + body + figure.format(image.name))
+        plot(table, image, reference)
 
 
-def plot(table: dict, path: Path) -> None:
-    """One panel per metric: each point's seeds' mean with a std error bar."""
+def plot(table: dict, path: Path, reference_repetition: dict | None = None, per_row: int = 3) -> None:
+    """One panel per metric, `per_row` panels a row: each point's seeds' mean with a std error bar,
+    and the held-out pieces' own value (dashed) where the metric has one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,17 +135,24 @@ def plot(table: dict, path: Path) -> None:
     if not columns:
         return
     names = list(table)
-    figure, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 0.45 * len(names) + 1.5),
+    reference = reference_values(reference_repetition) if reference_repetition else {}
+    rows = -(-len(columns) // per_row)
+    figure, axes = plt.subplots(rows, per_row, figsize=(4.2 * per_row, rows * (0.3 * len(names) + 1.2)),
                                 squeeze=False, sharey=True)
-    for axis, column in zip(axes[0], columns):
+    for axis, column in zip(axes.flat, columns):
         for y, name in enumerate(names):
             stats = _stats(table[name]["metrics"].get(column, []))
             if stats is not None:
                 axis.errorbar(stats[0], y, xerr=stats[1], fmt="o", capsize=3)
-        axis.set_title(column, fontsize=8)
+        if reference.get(column) is not None:
+            axis.axvline(reference[column], linestyle="--", color="gray", label="held-out pieces")
+            axis.legend(fontsize=7, loc="best")
+        axis.set_title(column, fontsize=9)
         axis.tick_params(labelsize=7)
+    for axis in axes.flat[len(columns):]:
+        axis.set_visible(False)
     axes[0][0].set_yticks(range(len(names)), names)
     axes[0][0].invert_yaxis()
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -71,5 +71,9 @@ def test_a_tiny_ablation_writes_its_table_and_resumes(tmp_path):
     assert again.returncode == 0 and "--mode=train" not in again.stdout  # read, not rerun
     assert (root / "PerceiverS" / "seed0" / "point.json").stat().st_mtime_ns == done
     (root / "results.md").unlink()
-    table = subprocess.run([*argv, "--table_only"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    page = tmp_path / "docs" / "ablation.md"
+    table = subprocess.run([*argv, "--table_only", f"--results={page}"], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
     assert table.returncode == 0 and "2 of 2 runs done" in table.stdout and (root / "results.md").is_file()
+    assert "](results.png)" in (root / "results.md").read_text()
+    assert "](ablation.png)" in page.read_text() and page.with_suffix(".png").stat().st_size > 0  # the plot beside it
