@@ -137,6 +137,30 @@ def performer_targets(page: str = FINAL_PERFORMER) -> list[tuple[str, str, bool]
     ]
 
 
+# PerceiverS's ablation table, carried into the README as the command wrote it (these columns).
+ABLATION = "ablation_perceivers_small.md"
+ABLATION_COLUMNS = ("seeds done", "held-out bits/token", "bits/token at 0-256", "notes per sample",
+                    "OA, mgeval (samples)", "bar self-similarity (samples)")
+
+
+def page_fields(page: str) -> dict[str, str]:
+    """A results page's provenance lines (`- commit: ...`)."""
+    lines = (RESULTS / page).read_text().splitlines()
+    return dict(line[2:].split(": ", 1) for line in lines if line.startswith("- ") and ": " in line)
+
+
+def ablation_table() -> list[str]:
+    """The ablation page's rows in ABLATION_COLUMNS, under its commit, machine and date."""
+    fields, rows = page_fields(ABLATION), table_rows(ABLATION)
+    lines = ["", f"PerceiverS's ablations at `small` ([{ABLATION}](docs/results/{ABLATION}) has every column and "
+                 f"the plot), as `experiments.ablate` wrote them at commit {fields['commit']} on {fields['machine']}, "
+                 f"{fields['date']}; `*`: outside PerceiverS's seed spread:", "",
+             "| point | " + " | ".join(ABLATION_COLUMNS) + " |", "|---|" + "---|" * len(ABLATION_COLUMNS)]
+    lines += ["| " + " | ".join([name, *(row.get(column, "") for column in ABLATION_COLUMNS)]) + " |"
+              for name, row in rows.items()]
+    return lines
+
+
 def table() -> str:
     lines = ["| what | headline | page |", "|---|---|---|"]
     for what, page, cell in HEADLINES:
@@ -147,6 +171,8 @@ def table() -> str:
                   "", "| target | measured | met |", "|---|---|---|"]
         lines += [f"| {target} | {measured} | {'yes' if met else '**no**'} |"
                   for target, measured, met in performer_targets()]
+    if (RESULTS / ABLATION).is_file():
+        lines += ablation_table()
     return "\n".join(lines)
 
 
