@@ -77,9 +77,11 @@ def markdown(spec: str, table: dict, reference_repetition: float | None) -> str:
                 cells.append("-")
                 continue
             mean, std = stats
-            digits = 1 if column == "notes per sample" else 4
+            digits, present = 1 if column == "notes per sample" else 4, sum(v is not None for v in values)
             text = f"{mean:,.0f}" if column == "parameters" else (
-                f"{mean:.{digits}f} ± {std:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}")
+                f"{mean:.{digits}f} ± {std:.{digits}f}" if present > 1 else f"{mean:.{digits}f}")
+            if present < len(values):  # e.g. no Overlap Area: a seed's samples held under two notes-bearing files
+                text += f" ({present} of {len(values)} seeds)"
             measured = column != "parameters"  # a count, not a measurement with a spread
             mark = MARK if measured and entry["metrics"] is not first and _separated(values, first.get(column, [])) else ""
             cells.append(text + mark)
@@ -111,7 +113,8 @@ def write_outputs(root: str, spec: str, runs: list[dict], results: list[dict], c
               f"music against the held-out pieces (mgeval protocol), the share of repeated 4-bar spans and each bar's best "
               f"Jaccard echo of the 16 bars before it (`evaluation.repetition`). {MARK}: "
               "the point's mean ± std range does not overlap the first row's (two seeds or more each); "
-              "anything else is within seed-to-seed spread.", "", ""]
+              "anything else is within seed-to-seed spread. (k of n seeds): the other seeds have no value "
+              "(Overlap Area needs at least two generated files with notes).", "", ""]
     body = markdown(spec, table, reference) + "\n"
     figure = "\n![Each metric's panel: every point's mean over its seeds, the bar one standard deviation]({})\n"
     (root_path / "results.md").write_text("\n".join(header) + body + figure.format("results.png"))

@@ -77,3 +77,14 @@ def test_a_tiny_ablation_writes_its_table_and_resumes(tmp_path):
     assert table.returncode == 0 and "2 of 2 runs done" in table.stdout and (root / "results.md").is_file()
     assert "](results.png)" in (root / "results.md").read_text()
     assert "](ablation.png)" in page.read_text() and page.with_suffix(".png").stat().st_size > 0  # the plot beside it
+
+
+def test_a_cell_says_how_many_seeds_it_averages_when_some_have_no_value():
+    from experiments.ablation_table import markdown
+
+    table = {"PerceiverS": {"seeds": [0, 1], "planned": 2, "metrics": {"OA": [0.5, 0.7], "bits": [3.0, 3.2]}},
+             "fixed": {"seeds": [0, 1], "planned": 2, "metrics": {"OA": [0.4, None], "bits": [3.5, 3.6]}}}
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[3:-1]]
+            for line in markdown("spec", table, None).splitlines()[2:]}
+    assert rows["PerceiverS"] == ["0.6000 ± 0.1414", "3.1000 ± 0.1414"]
+    assert rows["fixed"] == ["0.4000 (1 of 2 seeds)", "3.5500 ± 0.0707*"]  # one OA is no spread, and no mark
