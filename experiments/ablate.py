@@ -1,7 +1,7 @@
 """Run a config's ablation table and write it: every point with its seeds, scored the same way.
 
     python -m experiments.ablate experiments/configs/perceivers.py:small --workdir_root=runs/ablate-small
-        [--parallel=1] [--only=NAME,NAME] [--max_seeds=0] [--set=KEY=VALUE ...] [--list]
+        [--parallel=1] [--only=NAME,NAME] [--max_seeds=0] [--set=KEY=VALUE ...] [--list] [--resample]
         [--samples=num_prompts,per_prompt,unprompted,prompt_tokens,num_tokens] [--results=PATH]
 
 The config file's `ablations(add, variant)` names the points: `add(name, config_file,
@@ -12,9 +12,11 @@ Overlap Area, mgeval protocol, and the share of repeated 4-bar spans), and write
 there. A point with point.json is read, not rerun, so the command resumes; `--parallel=K` runs
 K points at once. After every point, WORKDIR_ROOT gets results.json, results.md (mean +- std
 over seeds; a difference from the first point marked where the two ranges mean +- std do not
-overlap) and results.png (one panel per metric; the held-out pieces' own value dashed). `--set` overrides every point (e.g. a tiny
-run's steps); `--list` prints the runs and exits; `--table_only` rewrites the table from the
-runs already finished, running nothing; `--results PATH` writes the table there too (a
+overlap) and results.png (one panel per metric; the held-out pieces' own value dashed). `--set`
+overrides every point (e.g. a tiny run's steps); `--list` prints the runs and exits;
+`--table_only` rewrites the table from the runs already finished, running nothing;
+`--resample` samples again (no retraining) every finished run whose samples were scored before
+continuations were decoded after their prompt; `--results PATH` writes the table there too (a
 results page of the docs), with its plot beside it (PATH with .png).
 """
 from __future__ import annotations
@@ -30,6 +32,8 @@ from experiments.ablation_table import write_outputs
 
 _ROOT = flags.DEFINE_string("workdir_root", None, "Each (point, seed) runs in WORKDIR_ROOT/<point>/seed<k>.")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Points run at once, each in its own processes.")
+_RESAMPLE = flags.DEFINE_bool("resample", False, "Sample again every finished run whose samples are stale "
+                              "(scored before continuations were decoded after their prompt); no retraining.")
 _ONLY = flags.DEFINE_list("only", [], "Run only these points (names as listed); the table shows what is done.")
 _MAX_SEEDS = flags.DEFINE_integer("max_seeds", 0, "At most this many seeds per point; 0 = as the config says.")
 _SET = flags.DEFINE_multi_string("set", [], "KEY=VALUE overriding every point, e.g. train.steps=4.")
@@ -62,7 +66,8 @@ def main(argv: list[str]) -> None:
         write_outputs(root, argv[1], runs, results, _RESULTS.value)
         print(f"{len(results)} of {len(runs)} runs done -> {root}/results.md")
         return
-    results, failures = run_all(argv[1], runs, root, _SET.value, samples, _PARALLEL.value, _RESULTS.value)
+    results, failures = run_all(argv[1], runs, root, _SET.value, samples, _PARALLEL.value, _RESULTS.value,
+                                _RESAMPLE.value)
     print(f"{len(results)} of {len(runs)} runs done -> {root}/results.md")
     if failures:
         sys.exit(1)

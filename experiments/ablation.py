@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from experiments import config_file
-from experiments.ablation_table import write_outputs
+from experiments.ablation_table import current_samples, write_outputs
 
 
 def runs_of(spec: str, max_seeds: int = 0, only: list[str] = ()) -> list[dict]:
@@ -60,27 +60,39 @@ def main_argv(run: dict, workdir: Path, extra: list[str], mode: str) -> list[str
     return argv + [f"--config.{item}" for item in extra]
 
 
-def execute(run: dict, root: str, extra: list[str], samples: list[int]) -> dict:
-    """Train, evaluate and sample one (point, seed); its point.json (read back if it exists)."""
+def execute(run: dict, root: str, extra: list[str], samples: list[int], resample: bool = False) -> dict:
+    """Train, evaluate and sample one (point, seed); its point.json (read back if it exists, its
+    sampling redone first when `resample` and its samples are stale: `current_samples`)."""
     workdir = run_dir(root, run)
     done = workdir / "point.json"
+    sampling = ("sampling", [sys.executable, "-m", "experiments.ablation_worker", str(workdir), root,
+                             ",".join(map(str, samples))])
     if done.is_file():
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        if not (resample and not current_samples(result)):
+            return result
+        _run_steps(run, workdir, [sampling])  # trained and evaluated: only its samples again
+        return _write_point(done, {**result, "samples": json.loads((workdir / "eval" / "samples.json").read_text())})
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path, started = workdir / "ablate.log", time.perf_counter()
-    steps = [(f"--mode={mode}", main_argv(run, workdir, extra, mode)) for mode in ("train", "eval")]
-    steps.append(("sampling", [sys.executable, "-m", "experiments.ablation_worker", str(workdir), root,
-                               ",".join(map(str, samples))]))
+    started = time.perf_counter()
+    _run_steps(run, workdir, [*((f"--mode={mode}", main_argv(run, workdir, extra, mode)) for mode in ("train", "eval")),
+                              sampling])
+    return _write_point(done, {**run, "heldout": json.loads((workdir / "eval" / "heldout.json").read_text()),
+                               "samples": json.loads((workdir / "eval" / "samples.json").read_text()),
+                               "seconds": round(time.perf_counter() - started, 1)})
+
+
+def _run_steps(run: dict, workdir: Path, steps: list[tuple[str, list[str]]]) -> None:
+    log_path = workdir / "ablate.log"
     with open(log_path, "a") as log:
         for what, argv in steps:
             print(f"{run['point']} seed {run['seed']}: {shlex.join(argv[1:])}", flush=True)
             status = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT).returncode
             if status:
                 raise RuntimeError(f"{run['point']} seed {run['seed']}: {what} exited {status}; see {log_path}")
-    seconds = time.perf_counter() - started
-    result = {**run, "heldout": json.loads((workdir / "eval" / "heldout.json").read_text()),
-              "samples": json.loads((workdir / "eval" / "samples.json").read_text()),
-              "seconds": round(seconds, 1)}
+
+
+def _write_point(done: Path, result: dict) -> dict:
     temporary = done.with_suffix(".tmp")
     temporary.write_text(json.dumps(result, indent=1))
     temporary.rename(done)  # written last: a point.json is a finished point
@@ -94,25 +106,29 @@ def finished(runs: list[dict], root: str) -> list[dict]:
 
 
 def run_all(spec: str, runs: list[dict], root: str, extra: list[str], samples: list[int], parallel: int = 1,
-            copy_to: str | None = None) -> tuple[list[dict], list[str]]:
-    """Every run (K at once); the table is rewritten after each. Returns (results, failures)."""
+            copy_to: str | None = None, resample: bool = False) -> tuple[list[dict], list[str]]:
+    """Every run (K at once); the table is rewritten after each. Returns (results, failures).
+    `resample`: finished runs whose samples are stale are sampled again (not retrained)."""
     # the finished points first: the table shows every seed done from its first write, not only
     # those a worker has reached in the plan's order
     results, failures, lock = finished(runs, root), [], threading.Lock()
     order = {(run["point"], run["seed"]): index for index, run in enumerate(runs)}
-    waiting = [run for run in runs if not (run_dir(root, run) / "point.json").is_file()]
+    stale = {(r["point"], r["seed"]) for r in results if resample and not current_samples(r)}
+    waiting = [run for run in runs if not (run_dir(root, run) / "point.json").is_file()
+               or (run["point"], run["seed"]) in stale]
     if results:
         write_outputs(root, spec, runs, results, copy_to)
 
     def one(run: dict) -> None:
         try:
-            result = execute(run, root, extra, samples)
+            result = execute(run, root, extra, samples, resample)
         except RuntimeError as error:
             failures.append(str(error))
             print(f"error: {error}", file=sys.stderr, flush=True)
             return
         with lock:  # the table fills in as points finish; results stay in the plan's order
-            results.append(result)
+            results[:] = [done for done in results if (done["point"], done["seed"]) != (run["point"], run["seed"])]
+            results.append(result)  # a resampled run replaces its stale row
             results.sort(key=lambda done: order.get((done["point"], done["seed"]), len(order)))
             write_outputs(root, spec, runs, results, copy_to)
 

@@ -10,20 +10,28 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.results import commit, machine
+from experiments.sample_eval import DECODE
 
 MARK = "*"  # a point whose mean +- std range does not overlap the first point's
 
 
+def current_samples(result: dict) -> bool:
+    """Whether a run's samples were decoded as `experiments.sample_eval` decodes them now (after
+    their prompt); older ones undercount notes, and `experiments.ablate --resample` redoes them."""
+    return result["samples"]["protocol"].get("decode") == DECODE
+
+
 def metrics_of(result: dict) -> dict[str, float | None]:
-    """The table's columns for one finished run."""
+    """The table's columns for one finished run (its sample columns empty when they are stale)."""
     heldout, samples = result["heldout"], result["samples"]
     row = {"held-out bits/token": heldout["bits_per_token"]}
     for name, bucket in heldout["by_position"].items():
         row[f"bits/token at {name}"] = bucket["bits_per_token"]
-    row["notes per sample"] = samples.get("notes_per_sample")
-    row["OA, mgeval (samples)"] = samples["oa_mgeval"]
-    row["repeated 4-bar spans (samples)"] = samples["repetition"]["mean"]
-    row["bar self-similarity (samples)"] = samples["repetition"].get("self_similarity")
+    fresh = current_samples(result)
+    row["notes per sample"] = samples.get("notes_per_sample") if fresh else None
+    row["OA, mgeval (samples)"] = samples["oa_mgeval"] if fresh else None
+    row["repeated 4-bar spans (samples)"] = samples["repetition"]["mean"] if fresh else None
+    row["bar self-similarity (samples)"] = samples["repetition"].get("self_similarity") if fresh else None
     row["parameters"] = heldout["parameters"]
     return row
 
@@ -102,6 +110,7 @@ def write_outputs(root: str, spec: str, runs: list[dict], results: list[dict], c
     reference = next((r["samples"]["reference_repetition"] for r in results), None)
     (root_path / "results.json").write_text(json.dumps(
         {"spec": spec, "table": table, "runs": results, "reference_repetition": reference}, indent=1))
+    stale = sum(not current_samples(result) for result in results)
     header = [f"# Ablations of `{spec}`", "",
               "Written by the command below, after every finished run; do not edit by hand.", "",
               f"- command: `python -m experiments.ablate {shlex.join(sys.argv[1:])}`",
@@ -113,8 +122,11 @@ def write_outputs(root: str, spec: str, runs: list[dict], results: list[dict], c
               f"music against the held-out pieces (mgeval protocol), the share of repeated 4-bar spans and each bar's best "
               f"Jaccard echo of the 16 bars before it (`evaluation.repetition`). {MARK}: "
               "the point's mean ± std range does not overlap the first row's (two seeds or more each); "
-              "anything else is within seed-to-seed spread. (k of n seeds): the other seeds have no value "
-              "(Overlap Area needs at least two generated files with notes).", "", ""]
+              "anything else is within seed-to-seed spread. (k of n seeds): the other seeds have no value, "
+              "because Overlap Area needs two generated files with notes, or because their samples were "
+              "scored before continuations were decoded after their prompt (`experiments.sample_eval`; "
+              "decoded alone, they lost notes), whose sample columns are left out: "
+              f"{stale} of {len(results)} runs here; `--resample` redoes them.", "", ""]
     body = markdown(spec, table, reference) + "\n"
     figure = "\n![Each metric's panel: every point's mean over its seeds, the bar one standard deviation]({})\n"
     (root_path / "results.md").write_text("\n".join(header) + body + figure.format("results.png"))

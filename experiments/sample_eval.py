@@ -6,9 +6,17 @@ to a whole note) of the first `num_prompts` held-out pieces in the split's order
 tokens under PerTok's grammar. Only the generated part is scored: Overlap Area under the mgeval
 protocol against the held-out pieces (`evaluation.report`), and the share of repeated 4-bar
 spans (`evaluation.repetition`), whose value on the held-out pieces themselves is the reference.
+
+A continuation is decoded after its prompt, which sets the Program, meter and tempo in force,
+and the prompt's own notes are then removed (`continuation`). Decoded alone, as before
+`SampleProtocol.decode` existed, a piano continuation has no Program token (a piece names its
+Program once, at its start), so its notes before any later Program were dropped: samples read
+as thin or empty for a model that, rightly, never repeats the Program. Each row's tokens are kept
+in `eval/samples_tokens.npz`.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import shutil
@@ -17,6 +25,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import symusic
 
 from evaluation.errors import EvaluationError
 from evaluation.notes import piece_notes
@@ -29,6 +38,9 @@ from training import corpus
 from training.data import split_pieces
 
 
+DECODE = "after its prompt"  # see the module doc
+
+
 @dataclasses.dataclass(frozen=True)
 class SampleProtocol:
     num_prompts: int = 4  # held-out pieces whose openings are continued
@@ -37,6 +49,7 @@ class SampleProtocol:
     prompt_tokens: int = 256  # tokens of each prompt, cut back to a whole note
     num_tokens: int = 2048  # tokens generated per sample
     seed: int = 0
+    decode: str = DECODE  # how a continuation is decoded (results without it decoded it alone)
 
 
 def heldout_pieces(config):
@@ -69,6 +82,31 @@ def generate_rows(task, params, prompt: np.ndarray, rows: int, num_tokens: int, 
                                           pad_id=tokenizer.pad_id)
 
 
+def continuation(tokenizer: PerTok, prompt: np.ndarray, ids: np.ndarray) -> symusic.Score:
+    """The generated part `ids` of a row, decoded after `prompt` (BOS first), the prompt's own notes
+    and pedals removed: the prompt sets the Program, meter and tempo the continuation plays in."""
+    body = np.asarray(prompt[1:] if len(prompt) and prompt[0] == tokenizer.bos_id else prompt, np.int32)
+    whole = tokenizer.decode(np.concatenate([body, np.asarray(ids, np.int32)]), strict=False)
+    if not len(body):
+        return whole
+    before = tokenizer.decode(body, strict=False)
+    for kind, cls in (("notes", symusic.Note), ("pedals", symusic.Pedal)):
+        taken = collections.Counter()  # the prompt's events, by track instrument: removed once each
+        for track in before.tracks:
+            arrays = getattr(track, kind).numpy()
+            taken.update((track.program, track.is_drum, *event) for event in zip(*arrays.values()))
+        for track in whole.tracks:
+            arrays = getattr(track, kind).numpy()
+            keep = np.ones(len(arrays["time"]), bool)
+            for index, event in enumerate(zip(*arrays.values())):
+                key = (track.program, track.is_drum, *event)
+                if taken[key]:
+                    taken[key] -= 1
+                    keep[index] = False
+            setattr(track, kind, cls.from_numpy(**{name: values[keep] for name, values in arrays.items()}))
+    return whole
+
+
 def write_reference(pieces, tokenizer: PerTok, out: Path) -> Path:
     """The held-out pieces as MIDI files in `out` (written once, atomically: runs share it)."""
     if out.is_dir():
@@ -97,20 +135,22 @@ def score_samples(config, workdir: str, reference_dir: Path, protocol: SamplePro
     rng = jax.random.key(protocol.seed)
     plan = [(prompt, protocol.per_prompt) for prompt in prompts_of(pieces, tokenizer, protocol)]
     plan.append((np.array([tokenizer.bos_id], np.int32), protocol.unprompted))
-    generated, notes = [], []
+    generated, notes, kept = [], [], {}
     for index, (prompt, rows) in enumerate(plan):
         if rows < 1:
             continue
         tokens = generate_rows(task, params, prompt, rows, protocol.num_tokens, jax.random.fold_in(rng, index),
                                tokenizer)
+        kept[f"prompt{index}"], kept[f"rows{index}"] = prompt, np.asarray(tokens)
         for row, ids in enumerate(np.asarray(tokens)):
             ids = ids[ids != tokenizer.pad_id]
             ids = ids[ids != tokenizer.eos_id]
-            score = tokenizer.decode(ids, strict=False)
+            score = continuation(tokenizer, prompt, ids)
             path = out / f"prompt{index}-{row}.mid"
             score.dump_midi(str(path))
             generated.append(path)
             notes.append(piece_notes(score))
+    np.savez_compressed(out.parent / "samples_tokens.npz", **kept)
     try:
         oa, oa_reason = write_report(out, reference_dir, out.parent / "samples-report", draw_plots=False,
                                      protocol="mgeval", workers=1)["mean_oa"], None

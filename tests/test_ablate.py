@@ -37,7 +37,7 @@ def test_a_resumed_ablation_tables_every_finished_seed_before_running_the_rest(t
     tables, executed = [], []
     monkeypatch.setattr(ablation, "write_outputs", lambda root, spec, plan, results, copy_to: tables.append(
         sorted((done["point"], done["seed"]) for done in results)))
-    monkeypatch.setattr(ablation, "execute", lambda run, root, extra, samples: executed.append(
+    monkeypatch.setattr(ablation, "execute", lambda run, root, extra, samples, resample: executed.append(
         (run["point"], run["seed"])) or {**run})
     results, failures = ablation.run_all(SPEC, runs, str(tmp_path), [], [1, 1, 1, 8, 8])
     assert not failures and len(results) == 6
@@ -88,3 +88,31 @@ def test_a_cell_says_how_many_seeds_it_averages_when_some_have_no_value():
             for line in markdown("spec", table, None).splitlines()[2:]}
     assert rows["PerceiverS"] == ["0.6000 ± 0.1414", "3.1000 ± 0.1414"]
     assert rows["fixed"] == ["0.4000 (1 of 2 seeds)", "3.5500 ± 0.0707*"]  # one OA is no spread, and no mark
+
+
+def test_resample_redoes_only_stale_samples_and_keeps_the_training(tmp_path, monkeypatch):
+    from experiments.sample_eval import DECODE
+
+    runs = runs_of(SPEC, only=["PerceiverS"], max_seeds=2)
+    for run, decode in zip(runs, (None, DECODE)):  # seed 0 scored the old way, seed 1 the current way
+        path = ablation.run_dir(str(tmp_path), run) / "point.json"
+        path.parent.mkdir(parents=True)
+        protocol = {"seed": 0} if decode is None else {"seed": 0, "decode": decode}
+        path.write_text(json.dumps({**run, "heldout": {"bits": 3.5}, "samples": {"protocol": protocol, "oa": 0.1}}))
+    sampled = []
+
+    def fake_steps(run, workdir, steps):
+        assert [what for what, _ in steps] == ["sampling"]  # never trained or evaluated again
+        sampled.append(run["seed"])
+        (workdir / "eval").mkdir()
+        (workdir / "eval" / "samples.json").write_text(json.dumps({"protocol": {"decode": DECODE}, "oa": 0.4}))
+
+    monkeypatch.setattr(ablation, "_run_steps", fake_steps)
+    monkeypatch.setattr(ablation, "write_outputs", lambda *args: None)
+    results, failures = ablation.run_all(SPEC, runs, str(tmp_path), [], [1, 1, 1, 8, 8])
+    assert not failures and sampled == []  # without --resample a finished run is only read
+    results, failures = ablation.run_all(SPEC, runs, str(tmp_path), [], [1, 1, 1, 8, 8], resample=True)
+    assert not failures and sampled == [0] and len(results) == 2
+    first = json.loads((ablation.run_dir(str(tmp_path), runs[0]) / "point.json").read_text())
+    assert first["samples"]["oa"] == 0.4 and first["heldout"] == {"bits": 3.5}
+    assert [r["samples"]["oa"] for r in results] == [0.4, 0.1]

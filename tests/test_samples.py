@@ -67,3 +67,24 @@ def test_a_prompt_with_beat_annotations_is_aligned_as_training_data_is(tmp_path)
     aligned = TOKENIZER.encode(align_file(path, annotations)[0])
     np.testing.assert_array_equal(prompt[1:], aligned)
     assert not np.array_equal(aligned, TOKENIZER.encode(path))  # the alignment changed the tokens
+
+
+def test_a_scored_continuation_is_decoded_after_its_prompt_and_holds_only_its_own_notes():
+    from experiments.sample_eval import continuation
+
+    ids = TOKENIZER.encode(generate_score(0))
+    names = TOKENIZER.names(ids)
+    cut = [i for i, name in enumerate(names) if name.startswith("Pitch")][10]  # the 11th note's Pitch
+    while not names[cut - 1].startswith("Duration"):  # back to the end of the 10th note
+        cut -= 1
+    prompt, generated = np.concatenate([[TOKENIZER.bos_id], ids[:cut]]), ids[cut:]
+    notes = lambda score: sum(len(track.notes) for track in score.tracks)  # noqa: E731
+    whole, prompt_score = TOKENIZER.decode(ids, strict=False), TOKENIZER.decode(ids[:cut], strict=False)
+    assert notes(prompt_score) == 10 and "Program" not in " ".join(names[cut:])  # a piece names it once
+    assert notes(TOKENIZER.decode(generated, strict=False)) < notes(whole) - 10  # alone, notes are lost
+    score = continuation(TOKENIZER, prompt, generated)
+    assert notes(score) == notes(whole) - 10 == sum(name.startswith("Pitch") for name in names[cut:])
+    first = min(track.notes[0].time for track in score.tracks if len(track.notes))
+    assert first >= max(note.time for track in prompt_score.tracks for note in track.notes)
+    alone = continuation(TOKENIZER, np.array([TOKENIZER.bos_id]), ids)  # unprompted: the row itself
+    assert notes(alone) == notes(whole)
