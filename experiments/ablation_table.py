@@ -158,7 +158,7 @@ def plot(table: dict, path: Path, reference_repetition: dict | None = None, per_
         for y, name in enumerate(names):
             stats = _stats(table[name]["metrics"].get(column, []))
             if stats is not None:
-                axis.errorbar(stats[0], y, xerr=stats[1], fmt="o", capsize=3)
+                axis.errorbar(stats[0], y, xerr=stats[1], fmt="o", capsize=3, color=f"C{y % 10}")  # a colour per point
         if reference.get(column) is not None:
             axis.axvline(reference[column], linestyle="--", color="gray", label="held-out pieces")
             axis.legend(fontsize=7, loc="best")
