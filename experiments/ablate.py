@@ -10,7 +10,9 @@ overrides, seeds)`. Each (point, seed) trains in WORKDIR_ROOT/<name>/seed<k> wit
 every held-out target once; `training.heldout`) and by its samples (`experiments.sample_eval`:
 Overlap Area, mgeval protocol, and the share of repeated 4-bar spans), and writes point.json
 there. A point with point.json is read, not rerun, so the command resumes; `--parallel=K` runs
-K points at once. After every point, WORKDIR_ROOT gets results.json, results.md (mean +- std
+K points at once, and `--only` only the points it names (the table still shows every finished
+run). Each run's folder is locked from training to point.json (WORKDIR/.ablate.lock), so a second
+ablate process on the same root reports a run in use instead of running it again. After every point, WORKDIR_ROOT gets results.json, results.md (mean +- std
 over seeds; a difference from the first point marked where the two ranges mean +- std do not
 overlap) and results.png (one panel per metric; the held-out pieces' own value dashed). `--set`
 overrides every point (e.g. a tiny run's steps); `--list` prints the runs and exits;
@@ -34,7 +36,8 @@ _ROOT = flags.DEFINE_string("workdir_root", None, "Each (point, seed) runs in WO
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Points run at once, each in its own processes.")
 _RESAMPLE = flags.DEFINE_bool("resample", False, "Sample again every finished run whose samples are stale "
                               "(scored before continuations were decoded after their prompt); no retraining.")
-_ONLY = flags.DEFINE_list("only", [], "Run only these points (names as listed); the table shows what is done.")
+_ONLY = flags.DEFINE_list("only", [], "Run only these points (names as listed); the table still shows every "
+                                      "finished run of every point.")
 _MAX_SEEDS = flags.DEFINE_integer("max_seeds", 0, "At most this many seeds per point; 0 = as the config says.")
 _SET = flags.DEFINE_multi_string("set", [], "KEY=VALUE overriding every point, e.g. train.steps=4.")
 _LIST = flags.DEFINE_bool("list", False, "Print the runs and exit.")
@@ -49,6 +52,7 @@ def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise app.UsageError("usage: python -m experiments.ablate CONFIG.py:variant --workdir_root=DIR")
     try:
+        plan = runs_of(argv[1], _MAX_SEEDS.value)  # the table's rows, whatever --only runs
         runs = runs_of(argv[1], _MAX_SEEDS.value, _ONLY.value)
         samples = [int(v) for v in _SAMPLES.value] or [4, 3, 4, 256, 2048]
         if len(samples) != 5:
@@ -62,13 +66,13 @@ def main(argv: list[str]) -> None:
         return
     root = _ROOT.value
     if _TABLE_ONLY.value:
-        results = finished(runs, root)
-        write_outputs(root, argv[1], runs, results, _RESULTS.value)
-        print(f"{len(results)} of {len(runs)} runs done -> {root}/results.md")
+        results = finished(plan, root)
+        write_outputs(root, argv[1], plan, results, _RESULTS.value)
+        print(f"{len(results)} of {len(plan)} runs done -> {root}/results.md")
         return
-    results, failures = run_all(argv[1], runs, root, _SET.value, samples, _PARALLEL.value, _RESULTS.value,
-                                _RESAMPLE.value)
-    print(f"{len(results)} of {len(runs)} runs done -> {root}/results.md")
+    results, failures = run_all(argv[1], plan, root, _SET.value, samples, _PARALLEL.value, _RESULTS.value,
+                                _RESAMPLE.value, todo=runs)
+    print(f"{len(results)} of {len(plan)} runs done -> {root}/results.md")
     if failures:
         sys.exit(1)
 

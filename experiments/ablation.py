@@ -15,6 +15,10 @@ from pathlib import Path
 
 from experiments import config_file
 from experiments.ablation_table import current_samples, write_outputs
+from training.lock import WorkdirInUseError, WorkdirLock
+
+ABLATE_LOCK = ".ablate.lock"  # one ablate process per run, from training to point.json (training's
+# own lock, WORKDIR/.lock, covers only the training step)
 
 
 def runs_of(spec: str, max_seeds: int = 0, only: list[str] = ()) -> list[dict]:
@@ -62,8 +66,17 @@ def main_argv(run: dict, workdir: Path, extra: list[str], mode: str) -> list[str
 
 def execute(run: dict, root: str, extra: list[str], samples: list[int], resample: bool = False) -> dict:
     """Train, evaluate and sample one (point, seed); its point.json (read back if it exists, its
-    sampling redone first when `resample` and its samples are stale: `current_samples`)."""
+    sampling redone first when `resample` and its samples are stale: `current_samples`).
+
+    The run's folder is locked for all of it: a second ablate process on the same root gets
+    WorkdirInUseError for this run instead of evaluating or sampling it at the same time."""
     workdir = run_dir(root, run)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with WorkdirLock(str(workdir), name=ABLATE_LOCK, holder="ablation run"):
+        return _execute(run, workdir, root, extra, samples, resample)
+
+
+def _execute(run: dict, workdir: Path, root: str, extra: list[str], samples: list[int], resample: bool) -> dict:
     done = workdir / "point.json"
     sampling = ("sampling", [sys.executable, "-m", "experiments.ablation_worker", str(workdir), root,
                              ",".join(map(str, samples))])
@@ -73,7 +86,6 @@ def execute(run: dict, root: str, extra: list[str], samples: list[int], resample
             return result
         _run_steps(run, workdir, [sampling])  # trained and evaluated: only its samples again
         return _write_point(done, {**result, "samples": json.loads((workdir / "eval" / "samples.json").read_text())})
-    workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     _run_steps(run, workdir, [*((f"--mode={mode}", main_argv(run, workdir, extra, mode)) for mode in ("train", "eval")),
                               sampling])
@@ -106,23 +118,25 @@ def finished(runs: list[dict], root: str) -> list[dict]:
 
 
 def run_all(spec: str, runs: list[dict], root: str, extra: list[str], samples: list[int], parallel: int = 1,
-            copy_to: str | None = None, resample: bool = False) -> tuple[list[dict], list[str]]:
-    """Every run (K at once); the table is rewritten after each. Returns (results, failures).
+            copy_to: str | None = None, resample: bool = False,
+            todo: list[dict] | None = None) -> tuple[list[dict], list[str]]:
+    """Every run of `todo` (default: all of `runs`), K at once; the table, of every run in `runs`
+    that is finished, is rewritten after each. Returns (results, failures).
     `resample`: finished runs whose samples are stale are sampled again (not retrained)."""
     # the finished points first: the table shows every seed done from its first write, not only
     # those a worker has reached in the plan's order
     results, failures, lock = finished(runs, root), [], threading.Lock()
     order = {(run["point"], run["seed"]): index for index, run in enumerate(runs)}
     stale = {(r["point"], r["seed"]) for r in results if resample and not current_samples(r)}
-    waiting = [run for run in runs if not (run_dir(root, run) / "point.json").is_file()
-               or (run["point"], run["seed"]) in stale]
+    waiting = [run for run in (runs if todo is None else todo)
+               if not (run_dir(root, run) / "point.json").is_file() or (run["point"], run["seed"]) in stale]
     if results:
         write_outputs(root, spec, runs, results, copy_to)
 
     def one(run: dict) -> None:
         try:
             result = execute(run, root, extra, samples, resample)
-        except RuntimeError as error:
+        except (RuntimeError, WorkdirInUseError) as error:
             failures.append(str(error))
             print(f"error: {error}", file=sys.stderr, flush=True)
             return

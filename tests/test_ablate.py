@@ -64,7 +64,11 @@ def test_a_tiny_ablation_writes_its_table_and_resumes(tmp_path):
     head = next(i for i, line in enumerate(table) if line.startswith("| point"))
     # point, seeds, 1 + 3 bit columns, notes per sample, OA, 2 repetition columns, parameters
     assert table[head].count("|") == 12 and "notes per sample" in table[head]
-    assert [line.split("|")[1].strip() for line in table[head + 2:head + 4]] == ["PerceiverS", "LM"]
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in table[head + 2:] if line.startswith("|")}
+    points = [run["point"] for run in runs_of(SPEC, max_seeds=1)]
+    assert list(rows)[:-1] == points  # every planned point is a row, run or not (--only runs two of them)
+    assert list(rows)[-1] == "held-out pieces themselves (reference)"
+    assert rows["PerceiverS"] == rows["LM"] == "1 of 1" and rows["Perceiver AR"] == "0 of 1"
     assert (root / "results.png").stat().st_size > 0
     done = (root / "PerceiverS" / "seed0" / "point.json").stat().st_mtime_ns
     again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -74,7 +78,7 @@ def test_a_tiny_ablation_writes_its_table_and_resumes(tmp_path):
     page = tmp_path / "docs" / "ablation.md"
     table = subprocess.run([*argv, "--table_only", f"--results={page}"], cwd=REPO, capture_output=True, text=True,
                            timeout=300)
-    assert table.returncode == 0 and "2 of 2 runs done" in table.stdout and (root / "results.md").is_file()
+    assert table.returncode == 0 and f"2 of {len(points)} runs done" in table.stdout and (root / "results.md").is_file()
     assert "](results.png)" in (root / "results.md").read_text()
     assert "](ablation.png)" in page.read_text() and page.with_suffix(".png").stat().st_size > 0  # the plot beside it
 
@@ -116,3 +120,24 @@ def test_resample_redoes_only_stale_samples_and_keeps_the_training(tmp_path, mon
     first = json.loads((ablation.run_dir(str(tmp_path), runs[0]) / "point.json").read_text())
     assert first["samples"]["oa"] == 0.4 and first["heldout"] == {"bits": 3.5}
     assert [r["samples"]["oa"] for r in results] == [0.4, 0.1]
+
+
+def test_only_runs_its_points_and_a_run_locked_by_another_ablate_is_reported_not_run(tmp_path, monkeypatch):
+    from training.lock import WorkdirLock
+
+    plan = runs_of(SPEC, only=["PerceiverS", "LM"], max_seeds=1)
+    first, lm = plan
+    done = ablation.run_dir(str(tmp_path), first) / "point.json"
+    done.parent.mkdir(parents=True)
+    done.write_text(json.dumps({**first, "heldout": {"bits": 3.5}, "samples": {"oa": 0.1}}))
+    ran, tables = [], []
+    monkeypatch.setattr(ablation, "_run_steps", lambda run, workdir, steps: ran.append(run["point"]))
+    monkeypatch.setattr(ablation, "write_outputs", lambda root, spec, runs, results, copy_to: tables.append(
+        [r["point"] for r in results]))
+    held = ablation.run_dir(str(tmp_path), lm)
+    held.mkdir(parents=True)
+    with WorkdirLock(str(held), name=ablation.ABLATE_LOCK, holder="ablation run"):  # another process's run
+        results, failures = ablation.run_all(SPEC, plan, str(tmp_path), [], [1, 1, 1, 8, 8], todo=[lm])
+    assert ran == []  # neither trained nor sampled while another process holds it
+    assert len(failures) == 1 and "is in use by another ablation run (pid" in failures[0]
+    assert [r["point"] for r in results] == ["PerceiverS"] and tables[-1] == ["PerceiverS"]  # the plan's table

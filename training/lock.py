@@ -68,19 +68,21 @@ class WorkdirLock:
     Args:
       workdir: an existing directory.
       enabled: False takes no lock (the processes of a multi-host run other than the chief).
+      name: the lock file's name in `workdir` (another name is another, independent lock).
+      holder: what holds it, for the error ("training", "ablation run").
     """
 
-    def __init__(self, workdir: str, enabled: bool = True):
-        self.workdir, self.enabled = workdir, enabled
-        self.path = os.path.join(workdir, LOCK_FILE)
+    def __init__(self, workdir: str, enabled: bool = True, name: str = LOCK_FILE, holder: str = "training"):
+        self.workdir, self.enabled, self.holder = workdir, enabled, holder
+        self.path = os.path.join(workdir, name)
         self._fd: int | None = None
 
     def acquire(self) -> WorkdirLock:
         if not self.enabled or self._fd is not None:
             return self
         if fcntl is None:
-            logging.warning("no fcntl on this platform: %s is not locked; run one training "
-                            "per workdir", self.workdir)
+            logging.warning("no fcntl on this platform: %s is not locked; run one %s "
+                            "per workdir", self.workdir, self.holder)
             return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -89,14 +91,14 @@ class WorkdirLock:
             holder = self._read_holder(fd)
             os.close(fd)
             raise WorkdirInUseError(
-                f"WORKDIR {self.workdir} is in use by another training ({holder}); wait for it "
-                f"to end or use another --workdir") from None
+                f"WORKDIR {self.workdir} is in use by another {self.holder} ({holder}); wait for "
+                f"it to end or use another --workdir") from None
         except OSError as error:
             os.close(fd)
             if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise
             logging.warning("the file system of %s cannot lock files (%s): it is not locked; "
-                            "run one training per workdir", self.workdir, error.strerror)
+                            "run one %s per workdir", self.workdir, error.strerror, self.holder)
             return self
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder_info()) + "\n").encode(), 0)
