@@ -123,10 +123,11 @@ def write_outputs(root: str, spec: str, runs: list[dict], results: list[dict], c
               f"Jaccard echo of the 16 bars before it (`evaluation.repetition`). {MARK}: "
               "the point's mean ± std range does not overlap the first row's (two seeds or more each); "
               "anything else is within seed-to-seed spread. (k of n seeds): the other seeds have no value, "
-              "because Overlap Area needs two generated files with notes, or because their samples were "
-              "scored before continuations were decoded after their prompt (`experiments.sample_eval`; "
-              "decoded alone, they lost notes), whose sample columns are left out: "
-              f"{stale} of {len(results)} runs here; `--resample` redoes them.", "", ""]
+              "because Overlap Area needs two generated files with notes"
+              + (", or because their samples were scored before continuations were decoded after their prompt "
+                 "(`experiments.sample_eval`; decoded alone, they lost notes), whose sample columns are left out: "
+                 f"{stale} of {len(results)} runs here; `--resample` redoes them." if stale else
+                 "; every run's samples are scored by the current protocol."), "", ""]
     body = markdown(spec, table, reference) + "\n"
     figure = "\n![Each metric's panel: every point's mean over its seeds, the bar one standard deviation]({})\n"
     (root_path / "results.md").write_text("\n".join(header) + body + figure.format("results.png"))

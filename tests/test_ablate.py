@@ -141,3 +141,30 @@ def test_only_runs_its_points_and_a_run_locked_by_another_ablate_is_reported_not
     assert ran == []  # neither trained nor sampled while another process holds it
     assert len(failures) == 1 and "is in use by another ablation run (pid" in failures[0]
     assert [r["point"] for r in results] == ["PerceiverS"] and tables[-1] == ["PerceiverS"]  # the plan's table
+
+
+def test_the_table_leaves_stale_sample_columns_out_and_says_how_many(tmp_path):
+    from experiments.ablation_table import write_outputs
+    from experiments.sample_eval import DECODE
+
+    runs = runs_of(SPEC, only=["PerceiverS"], max_seeds=2)
+
+    def result(run, decode, oa):
+        protocol = {"seed": 0} if decode is None else {"seed": 0, "decode": decode}
+        return {**run, "heldout": {"bits_per_token": 3.5, "by_position": {}, "parameters": 10},
+                "samples": {"protocol": protocol, "oa_mgeval": oa, "notes_per_sample": 400.0,
+                            "repetition": {"mean": 0.0, "self_similarity": 0.07},
+                            "reference_repetition": {"mean": 0.0, "self_similarity": 0.2}}}
+
+    def row_and_header(results):
+        write_outputs(str(tmp_path), SPEC, runs, results)
+        text = (tmp_path / "results.md").read_text()
+        row = next(line for line in text.splitlines() if line.startswith("| PerceiverS"))
+        return [cell.strip() for cell in row.split("|")[1:-1]], text
+
+    cells, text = row_and_header([result(runs[0], None, 0.9), result(runs[1], DECODE, 0.5)])
+    assert "1 of 2 runs here; `--resample` redoes them" in text
+    assert "0.5000 (1 of 2 seeds)" in cells and "0.7000" not in text  # the stale 0.9 is not averaged in
+    cells, text = row_and_header([result(runs[0], DECODE, 0.4), result(runs[1], DECODE, 0.6)])
+    assert "runs here" not in text and "every run's samples are scored by the current protocol" in text
+    assert "0.5000 ± 0.1414" in cells
