@@ -46,7 +46,7 @@ RESULTS = ("alignment.md", "tokenizer.md", "tokenizer_compactness.md", "attentio
            "train_step_cpu.md", "evaluation_asap_halves.md", "cadenza_heldout22.md", "cadenza_heldout22_shipped.md",
            "ablation_perceivers_small.md", "composer_variations_heldout22.md", "performer_style_groove.md",
            "grid_check.md", "performer_final18.md", "performer_3k_heldout22.md", "performer_6k_heldout22.md",
-           "performer_6k_final18.md",
+           "performer_6k_final18.md", "performer_shipped_final18.md",
            "composer_final18.md", "ablation_perceivers_small.png")
 
 # Appended to every documented `experiments.main` line: sizes a 2-core CI machine runs in seconds.

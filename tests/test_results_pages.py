@@ -98,7 +98,9 @@ def test_a_changed_page_makes_the_headlines_stale(tmp_path, monkeypatch):
     for page in PAGES:
         (tmp_path / page.name).write_text(page.read_text())
     shipped = tmp_path / "cadenza_heldout22_shipped.md"
-    shipped.write_text(shipped.read_text().replace('"velocity_mae": 10.3', '"velocity_mae": 99.3', 1))
+    text = shipped.read_text()
+    value = text.split('"velocity_mae": ', 1)[1].split(",", 1)[0]  # the first: the Performer's, level given
+    shipped.write_text(text.replace(f'"velocity_mae": {value}', '"velocity_mae": 99.25', 1))
     monkeypatch.setattr(headlines, "RESULTS", tmp_path)
-    assert "velocity MAE 99.32" in headlines.table()
+    assert "velocity MAE 99.25" in headlines.table()
     assert headlines.with_table(readme) != readme
