@@ -15,7 +15,7 @@ from pathlib import Path
 
 from experiments import config_file
 from experiments.ablation_table import current_samples, write_outputs
-from training.lock import WorkdirInUseError, WorkdirLock
+from training.lock import WorkdirLock
 
 ABLATE_LOCK = ".ablate.lock"  # one ablate process per run, from training to point.json (training's
 # own lock, WORKDIR/.lock, covers only the training step)
@@ -136,7 +136,7 @@ def run_all(spec: str, runs: list[dict], root: str, extra: list[str], samples: l
     def one(run: dict) -> None:
         try:
             result = execute(run, root, extra, samples, resample)
-        except (RuntimeError, WorkdirInUseError) as error:
+        except RuntimeError as error:  # a step that failed, or WorkdirInUseError
             failures.append(str(error))
             print(f"error: {error}", file=sys.stderr, flush=True)
             return
