@@ -12,8 +12,8 @@ Overlap Area, mgeval protocol, and the share of repeated 4-bar spans), and write
 there. A point with point.json is read, not rerun, so the command resumes; `--parallel=K` runs
 K points at once, and `--only` only the points it names (the table still shows every finished
 run). Each run's folder is locked from training to point.json (WORKDIR/.ablate.lock), so a second
-ablate process on the same root reports a run in use instead of running it again. After every point, WORKDIR_ROOT gets results.json, results.md (mean +- std
-over seeds; a difference from the first point marked where the two ranges mean +- std do not
+ablate process on the same root reports a run in use instead of running it again. After every
+point, WORKDIR_ROOT gets results.json, results.md (mean +- std over seeds; a difference from the first point marked where the two ranges mean +- std do not
 overlap) and results.png (one panel per metric; the held-out pieces' own value dashed). `--set`
 overrides every point (e.g. a tiny run's steps); `--list` prints the runs and exits;
 `--table_only` rewrites the table from the runs already finished, running nothing;
@@ -29,7 +29,7 @@ import sys
 from absl import app, flags
 
 from experiments import config_file
-from experiments.ablation import finished, main_argv, run_all, run_dir, runs_of
+from experiments.ablation import finished, main_argv, run_all, run_dir, runs_of, select
 from experiments.ablation_table import write_outputs
 
 _ROOT = flags.DEFINE_string("workdir_root", None, "Each (point, seed) runs in WORKDIR_ROOT/<point>/seed<k>.")
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("usage: python -m experiments.ablate CONFIG.py:variant --workdir_root=DIR")
     try:
         plan = runs_of(argv[1], _MAX_SEEDS.value)  # the table's rows, whatever --only runs
-        runs = runs_of(argv[1], _MAX_SEEDS.value, _ONLY.value)
+        runs = select(plan, _ONLY.value)
         samples = [int(v) for v in _SAMPLES.value] or [4, 3, 4, 256, 2048]
         if len(samples) != 5:
             raise ValueError("--samples takes five integers")

@@ -30,15 +30,9 @@ def runs_of(spec: str, max_seeds: int = 0, only: list[str] = ()) -> list[dict]:
     points = []
     module.ablations(lambda name, file, overrides, seeds: points.append((name, file, overrides, seeds)),
                      variant or "small")
-    names = [name for name, *_ in points]
-    unknown = sorted(set(only) - set(names))
-    if unknown:
-        raise config_file.ConfigFileError(f"--only names unknown points {unknown}; the points: {names}")
     runs = []  # seed-major: every point's first seed before any point's second, so a table that
     # fills in while it runs covers every point early
     for name, file, overrides, seeds in points:
-        if only and name not in only:
-            continue
         point_spec = f"{os.path.join(os.path.dirname(path), file)}:{variant or 'small'}"
         keys = config_file.flat_keys(config_file.load_config(point_spec))
         for key in overrides:
@@ -46,7 +40,16 @@ def runs_of(spec: str, max_seeds: int = 0, only: list[str] = ()) -> list[dict]:
                 raise config_file.ConfigFileError(f"ablation point {name!r} sets unknown key {key!r}")
         for seed in range(min(seeds, max_seeds) if max_seeds else seeds):
             runs.append({"point": name, "seed": seed, "spec": point_spec, "overrides": overrides})
-    return sorted(runs, key=lambda run: run["seed"])  # stable: the table's order within a seed
+    return select(sorted(runs, key=lambda run: run["seed"]), only)  # stable: the table's order within a seed
+
+
+def select(runs: list[dict], only: list[str]) -> list[dict]:
+    """The runs of the points `only` names (all of them when it is empty); an unknown name is an error."""
+    names = list(dict.fromkeys(run["point"] for run in runs))
+    unknown = sorted(set(only) - set(names))
+    if unknown:
+        raise config_file.ConfigFileError(f"--only names unknown points {unknown}; the points: {names}")
+    return [run for run in runs if not only or run["point"] in only]
 
 
 def folder_name(name: str) -> str:
